@@ -1,0 +1,100 @@
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from shop.models import (
+    Order,
+    OrderLine,
+    OrderTransition,
+    Product,
+    WebhookDelivery,
+    WebhookEvent,
+)
+from shop.services.webhooks import webhook_event_replay
+
+
+@admin.register(Product)
+class ProductAdmin(admin.ModelAdmin):
+    list_display = ["name", "unit_amount", "position", "active"]
+    list_editable = ["position", "active"]
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+class OrderLineInline(ReadOnlyInline):
+    model = OrderLine
+    fields = ["product_name", "unit_amount", "quantity"]
+    readonly_fields = fields
+
+
+class OrderTransitionInline(ReadOnlyInline):
+    model = OrderTransition
+    fields = ["created_at", "from_status", "to_status", "cause", "event_id"]
+    readonly_fields = fields
+
+
+@admin.register(Order)
+class OrderAdmin(admin.ModelAdmin):
+    list_display = ["reference", "status", "amount_total", "currency", "needs_review", "created_at",
+                    "paid_at"]
+    list_filter = ["status", "needs_review", "created_at"]
+    search_fields = ["reference", "checkout_session_id", "payment_intent_id"]
+    date_hierarchy = "created_at"
+    inlines = [OrderLineInline, OrderTransitionInline]
+    # Money and Stripe facts only change through the payment code, never by hand.
+    readonly_fields = [
+        "reference", "customer_key", "status", "currency", "amount_total", "cart_key",
+        "checkout_session_id", "checkout_url", "checkout_expires_at", "released_at",
+        "payment_intent_id", "created_at", "updated_at", "paid_at",
+    ]
+    fields = readonly_fields[:3] + ["needs_review", "review_reason"] + readonly_fields[3:]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(WebhookEvent)
+class WebhookEventAdmin(admin.ModelAdmin):
+    list_display = ["event_id", "type", "received_at", "processed_at", "outcome", "attempts"]
+    list_filter = ["type", ("processed_at", admin.EmptyFieldListFilter)]
+    search_fields = ["event_id"]
+    readonly_fields = ["event_id", "type", "payload", "received_at", "processed_at", "outcome",
+                       "error", "attempts"]
+    actions = ["replay"]
+
+    @admin.action(description="Process selected events again (already processed ones are skipped)")
+    def replay(self, request: HttpRequest, queryset: QuerySet[WebhookEvent]) -> None:
+        for record in queryset:
+            result = webhook_event_replay(record=record)
+            level = messages.SUCCESS if result.status < 300 else messages.ERROR
+            self.message_user(request, f"{record.event_id}: {result.message}", level)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(admin.ModelAdmin):
+    list_display = ["received_at", "event_type", "event_id", "signature_valid", "processed", "outcome"]
+    list_filter = ["signature_valid", "processed", "event_type"]
+    search_fields = ["event_id"]
+    readonly_fields = ["received_at", "remote_addr", "headers", "body", "signature_valid", "event_id",
+                       "event_type", "processed", "outcome", "error"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False

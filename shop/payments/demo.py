@@ -1,0 +1,67 @@
+"""Demo payments: a local stand-in for Stripe's hosted page, used when no Stripe key is set.
+
+Sessions live in the orders themselves: the demo session of an order is open while the order is
+pending, complete once it is paid. The demo Pay button goes through the same fulfilment
+function as a real payment; nothing leaves the machine.
+"""
+
+from django.urls import reverse
+
+from shop.models import Order, OrderStatus
+from shop.payments.types import CheckoutRequest, CheckoutSession, PaymentError, SessionNotOpen
+
+DEMO_SESSION_PREFIX = "cs_demo_"
+
+
+def demo_session_id(order_reference: str) -> str:
+    return DEMO_SESSION_PREFIX + order_reference
+
+
+class DemoGateway:
+    def create_checkout_session(self, request: CheckoutRequest) -> CheckoutSession:
+        session_id = demo_session_id(request.order_reference)
+        order = Order.objects.get(reference=request.order_reference)
+        return _session_for(order, session_id)
+
+    def retrieve_checkout_session(self, session_id: str) -> CheckoutSession:
+        order = Order.objects.filter(checkout_session_id=session_id).first()
+        if order is None or not session_id.startswith(DEMO_SESSION_PREFIX):
+            raise PaymentError("No such demo checkout session.")
+        return _session_for(order, session_id)
+
+    def expire_checkout_session(self, session_id: str) -> CheckoutSession:
+        session = self.retrieve_checkout_session(session_id)
+        if session.status != "open":
+            raise SessionNotOpen(f"demo session {session_id} is {session.status}")
+        return _with_status(session, status="expired")
+
+
+def demo_paid_session(order: Order) -> CheckoutSession:
+    """What Stripe would report for this order's session after the customer paid."""
+    session = _session_for(order, order.checkout_session_id or demo_session_id(order.reference))
+    return _with_status(session, status="complete", payment_status="paid")
+
+
+def _session_for(order: Order, session_id: str) -> CheckoutSession:
+    status, payment_status = {
+        OrderStatus.PAID: ("complete", "paid"),
+        OrderStatus.REFUNDED: ("complete", "paid"),
+        OrderStatus.FAILED: ("complete", "unpaid"),
+        OrderStatus.EXPIRED: ("expired", "unpaid"),
+    }.get(OrderStatus(order.status), ("open", "unpaid"))
+    return CheckoutSession(
+        id=session_id,
+        url=reverse("shop:demo_checkout", args=[session_id]),
+        status=status,
+        payment_status=payment_status,
+        order_reference=order.reference,
+        amount_total=order.amount_total,
+        currency=order.currency,
+        payment_intent_id=None,
+    )
+
+
+def _with_status(session: CheckoutSession, **changes: str) -> CheckoutSession:
+    from dataclasses import replace
+
+    return replace(session, **changes)

@@ -1,0 +1,172 @@
+"""The only module that imports `stripe`. Everything it returns is plain data (types.py)."""
+
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import stripe
+from django.conf import settings
+from stripe.params.checkout import SessionCreateParams, SessionRetrieveParams
+
+from shop.payments.types import (
+    CheckoutRequest,
+    CheckoutSession,
+    InvalidWebhook,
+    PaymentError,
+    SessionNotOpen,
+    WebhookEventData,
+)
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# The SDK retries 5xx, 409 and dropped connections itself (max_network_retries); it does not
+# retry 429, so rate limits get a short bounded retry here, with the same idempotency key.
+RATE_LIMIT_RETRIES = 2
+RATE_LIMIT_BACKOFF_SECONDS = 0.5
+
+
+class StripeGateway:
+    def __init__(self, client: stripe.StripeClient) -> None:
+        self._client = client
+
+    @classmethod
+    def from_settings(cls) -> "StripeGateway":
+        return cls(_client_for(settings.STRIPE_SECRET_KEY, settings.STRIPE_API_BASE,
+                               settings.STRIPE_TIMEOUT_SECONDS))
+
+    def create_checkout_session(self, request: CheckoutRequest) -> CheckoutSession:
+        params: SessionCreateParams = {
+            "mode": "payment",
+            "line_items": [
+                {
+                    "price_data": {
+                        "currency": request.currency,
+                        "unit_amount": line.unit_amount,
+                        "product_data": {"name": line.name},
+                    },
+                    "quantity": line.quantity,
+                }
+                for line in request.lines
+            ],
+            "client_reference_id": request.order_reference,
+            "metadata": {"order_id": request.order_reference},
+            "success_url": request.success_url,
+            "cancel_url": request.cancel_url,
+            "expires_at": int(request.expires_at.timestamp()),
+        }
+        session = self._call(
+            "create checkout session",
+            lambda: self._client.v1.checkout.sessions.create(
+                params=params, options={"idempotency_key": request.idempotency_key}
+            ),
+        )
+        return _session_from_stripe(session)
+
+    def retrieve_checkout_session(self, session_id: str) -> CheckoutSession:
+        params: SessionRetrieveParams = {"expand": ["payment_intent"]}
+        session = self._call(
+            "retrieve checkout session",
+            lambda: self._client.v1.checkout.sessions.retrieve(session_id, params=params),
+        )
+        return _session_from_stripe(session)
+
+    def expire_checkout_session(self, session_id: str) -> CheckoutSession:
+        try:
+            session = self._call(
+                "expire checkout session",
+                lambda: self._client.v1.checkout.sessions.expire(session_id),
+            )
+        except _NotOpen as exc:
+            raise SessionNotOpen(str(exc)) from None
+        return _session_from_stripe(session)
+
+    def _call(self, what: str, call: Callable[[], T]) -> T:
+        for attempt in range(RATE_LIMIT_RETRIES + 1):
+            try:
+                return call()
+            except stripe.RateLimitError:
+                if attempt == RATE_LIMIT_RETRIES:
+                    logger.warning("stripe %s: still rate limited after %d tries", what, attempt + 1)
+                    raise PaymentError("Stripe is rate limiting requests.") from None
+                time.sleep(RATE_LIMIT_BACKOFF_SECONDS * (attempt + 1))
+            except stripe.InvalidRequestError as exc:
+                if "can be expired" in (exc.user_message or ""):
+                    raise _NotOpen(exc.user_message or "") from None
+                logger.error("stripe %s rejected: %s (param %s)", what, exc.user_message, exc.param)
+                raise PaymentError("Stripe rejected the request.") from None
+            except stripe.StripeError as exc:
+                # Messages only, never the exception itself: its repr can carry request headers.
+                logger.warning("stripe %s failed: %s %s", what, type(exc).__name__,
+                               exc.user_message or "")
+                raise PaymentError("Stripe could not be reached.") from None
+        raise AssertionError("unreachable")
+
+
+class _NotOpen(Exception):
+    pass
+
+
+def _client_for(api_key: str, api_base: str, timeout: float) -> stripe.StripeClient:
+    # One client per process: it keeps a connection pool to Stripe.
+    key = (api_key, api_base, timeout)
+    client = _clients.get(key)
+    if client is None:
+        client = stripe.StripeClient(
+            api_key,
+            base_addresses={"api": api_base} if api_base else None,
+            max_network_retries=2,
+            # Bounded: 3 attempts x timeout plus backoff keeps a checkout well under 45 s.
+            http_client=stripe.RequestsClient(timeout=timeout),
+        )
+        _clients[key] = client
+    return client
+
+
+_clients: dict[tuple[str, str, float], stripe.StripeClient] = {}
+
+
+def _session_from_stripe(session: Any) -> CheckoutSession:
+    return CheckoutSession.from_stripe_dict(session.to_dict())
+
+
+def verify_webhook(
+    *, payload: bytes, signature: str | None, secrets: Sequence[str], tolerance: int
+) -> WebhookEventData:
+    """Check the Stripe-Signature header against each configured secret, then parse the body."""
+    if not secrets:
+        raise InvalidWebhook("no webhook secret is configured")
+    if not signature:
+        raise InvalidWebhook("missing Stripe-Signature header")
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidWebhook("body is not UTF-8") from None
+    for secret in secrets:
+        try:
+            # Constant-time comparison and the timestamp tolerance are the SDK's.
+            stripe.WebhookSignature.verify_header(text, signature, secret, tolerance)
+            break
+        except stripe.SignatureVerificationError:
+            continue
+    else:
+        raise InvalidWebhook("signature does not match any configured secret or is too old")
+    return parse_event(text)
+
+
+def parse_event(text: str) -> WebhookEventData:
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise InvalidWebhook("body is not JSON") from None
+    if not isinstance(data, dict):
+        raise InvalidWebhook("body is not a JSON object")
+    event_id, event_type, inner = data.get("id"), data.get("type"), data.get("data")
+    obj = inner.get("object") if isinstance(inner, dict) else None
+    if not (isinstance(event_id, str) and event_id and isinstance(event_type, str)
+            and isinstance(obj, dict)):
+        raise InvalidWebhook("body is not a Stripe event")
+    return WebhookEventData(id=event_id[:255], type=event_type[:100], object=obj, payload=data)

@@ -1,0 +1,87 @@
+"""Plain data exchanged with payment providers; nothing here knows the stripe SDK."""
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+
+class PaymentError(Exception):
+    """The provider could not be reached or refused the request; no money moved."""
+
+
+class SessionNotOpen(PaymentError):
+    """Expiring a session that is no longer open (it may have been paid)."""
+
+
+class InvalidWebhook(Exception):
+    """A webhook delivery whose signature or body cannot be trusted."""
+
+
+@dataclass(frozen=True)
+class CheckoutLine:
+    name: str
+    unit_amount: int
+    quantity: int
+
+
+@dataclass(frozen=True)
+class CheckoutRequest:
+    order_reference: str
+    currency: str
+    lines: tuple[CheckoutLine, ...]
+    success_url: str
+    cancel_url: str
+    expires_at: datetime
+    idempotency_key: str
+
+
+@dataclass(frozen=True)
+class CheckoutSession:
+    id: str
+    url: str | None
+    status: str  # open | complete | expired
+    payment_status: str  # paid | unpaid | no_payment_required
+    order_reference: str | None
+    amount_total: int | None
+    currency: str | None
+    payment_intent_id: str | None = None
+    payment_intent_status: str | None = None
+
+    @classmethod
+    def from_stripe_dict(cls, data: dict[str, Any]) -> "CheckoutSession":
+        metadata = data.get("metadata") or {}
+        reference = data.get("client_reference_id") or metadata.get("order_id")
+        if metadata.get("order_id") and metadata.get("order_id") != reference:
+            # Two names for the order that disagree: trust neither.
+            reference = None
+        intent = data.get("payment_intent")
+        intent_id = intent.get("id") if isinstance(intent, dict) else intent
+        intent_status = intent.get("status") if isinstance(intent, dict) else None
+        amount = data.get("amount_total")
+        return cls(
+            id=str(data.get("id") or ""),
+            url=data.get("url"),
+            status=str(data.get("status") or ""),
+            payment_status=str(data.get("payment_status") or ""),
+            order_reference=reference if isinstance(reference, str) else None,
+            amount_total=amount if isinstance(amount, int) and not isinstance(amount, bool) else None,
+            currency=data.get("currency"),
+            payment_intent_id=intent_id if isinstance(intent_id, str) else None,
+            payment_intent_status=intent_status if isinstance(intent_status, str) else None,
+        )
+
+
+@dataclass(frozen=True)
+class WebhookEventData:
+    id: str
+    type: str
+    object: dict[str, Any]
+    payload: dict[str, Any]
+
+
+class PaymentGateway(Protocol):
+    def create_checkout_session(self, request: CheckoutRequest) -> CheckoutSession: ...
+
+    def retrieve_checkout_session(self, session_id: str) -> CheckoutSession: ...
+
+    def expire_checkout_session(self, session_id: str) -> CheckoutSession: ...

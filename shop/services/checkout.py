@@ -1,0 +1,233 @@
+"""Turning a cart into a Stripe Checkout Session, once per cart, whatever the customer clicks."""
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from shop.errors import ShopError
+from shop.models import MAX_AMOUNT, MIN_CHARGE, Order, OrderLine, OrderStatus, Product
+from shop.payments import get_gateway
+from shop.payments.types import (
+    CheckoutLine,
+    CheckoutRequest,
+    PaymentError,
+    PaymentGateway,
+    SessionNotOpen,
+)
+from shop.services.orders import order_apply_session, order_transition
+
+logger = logging.getLogger(__name__)
+
+# An open checkout this close to its end is not handed out again: the customer needs time to pay.
+REUSE_MARGIN = timedelta(minutes=10)
+STRIPE_DOWN_MESSAGE = (
+    "We could not reach our payment provider, so no payment was started and no money was "
+    "taken. Please try again in a minute."
+)
+
+
+@dataclass(frozen=True)
+class PricedLine:
+    product: Product
+    quantity: int
+
+    @property
+    def total(self) -> int:
+        return self.product.unit_amount * self.quantity
+
+
+@dataclass(frozen=True)
+class PricedCart:
+    lines: tuple[PricedLine, ...]
+    currency: str
+
+    @property
+    def total(self) -> int:
+        return sum(line.total for line in self.lines)
+
+    @property
+    def key(self) -> str:
+        # Prices are part of the key: after a price change the same quantities are a new cart.
+        parts = [self.currency] + [
+            f"{line.product.pk}:{line.quantity}:{line.product.unit_amount}" for line in self.lines
+        ]
+        return hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
+def cart_price(*, quantities: dict[int, int]) -> PricedCart:
+    """Price a cart from the database; the browser only ever says which product and how many."""
+    wanted = {pk: qty for pk, qty in quantities.items() if qty > 0}
+    if not wanted:
+        raise ShopError("Choose at least one product.")
+    products = {p.pk: p for p in Product.objects.filter(pk__in=wanted, active=True)}
+    if len(products) != len(wanted):
+        raise ShopError("Your cart has a product that is not for sale.")
+    cart = PricedCart(
+        lines=tuple(PricedLine(products[pk], wanted[pk]) for pk in sorted(wanted)),
+        currency=settings.SHOP_CURRENCY,
+    )
+    if cart.total > MAX_AMOUNT:
+        raise ShopError("That order is larger than we can take in one payment.")
+    if cart.total < MIN_CHARGE:
+        raise ShopError("The smallest order we can take is $0.50.")
+    return cart
+
+
+def checkout_start(
+    *, customer_key: str, cart: PricedCart, success_url: str, cancel_url: str
+) -> str:
+    """Return the URL to send the customer to for paying this cart.
+
+    The same cart from the same browser gets the same open session (no second Stripe session);
+    a different cart first closes the browser's previous session, so one customer never holds
+    two payable sessions. The order is committed before Stripe is called, so a webhook can
+    never arrive for an order we do not have.
+    """
+    gateway = get_gateway()
+    order = _open_order_for_cart(customer_key=customer_key, cart=cart)
+    _close_released_checkouts(customer_key=customer_key, gateway=gateway)
+    if order.checkout_url:
+        return order.checkout_url
+
+    request = CheckoutRequest(
+        order_reference=order.reference,
+        currency=order.currency,
+        lines=tuple(
+            CheckoutLine(name=line.product_name, unit_amount=line.unit_amount, quantity=line.quantity)
+            for line in order.lines.all()
+        ),
+        success_url=success_url,
+        cancel_url=cancel_url,
+        expires_at=order.checkout_expires_at,
+        # Stable for this order: a retry, a double click or a second tab gets Stripe's stored
+        # answer instead of a second session.
+        idempotency_key=f"checkout-session-{order.reference}",
+    )
+    try:
+        session = gateway.create_checkout_session(request)
+    except PaymentError:
+        with transaction.atomic():
+            current = Order.objects.select_for_update().get(pk=order.pk)
+            if current.checkout_url:
+                return current.checkout_url  # a concurrent request of this browser got through
+            # Nobody ever saw a URL for this order, so nobody can pay it: close it for good.
+            order_transition(order=current, to=OrderStatus.FAILED, cause="checkout_unavailable")
+        logger.warning("order %s: checkout session could not be created", order.reference)
+        raise ShopError(STRIPE_DOWN_MESSAGE, status=503) from None
+
+    saved = Order.objects.filter(
+        Q(checkout_session_id__isnull=True) | Q(checkout_session_id=session.id),
+        pk=order.pk, status=OrderStatus.PENDING, released_at__isnull=True,
+    ).update(checkout_session_id=session.id, checkout_url=session.url or "")
+    if not saved:
+        # Another tab replaced this cart while Stripe answered: close the session we got.
+        _close_checkout(order=order, session_id=session.id, gateway=gateway)
+        raise ShopError("Your cart changed in another tab. Please check it and press Buy again.",
+                        status=409)
+    logger.info("order %s: checkout session %s", order.reference, session.id)
+    return session.url or ""
+
+
+def _open_order_for_cart(*, customer_key: str, cart: PricedCart) -> Order:
+    """The browser's open order for this cart, creating it (and releasing any other) if needed."""
+    for _ in range(3):
+        try:
+            with transaction.atomic():
+                return _open_order_for_cart_once(customer_key=customer_key, cart=cart)
+        except IntegrityError:
+            # A concurrent request of the same browser created its open order first; use it.
+            continue
+    raise ShopError("Too many checkouts at once from this browser. Please try again.", status=409)
+
+
+def _open_order_for_cart_once(*, customer_key: str, cart: PricedCart) -> Order:
+    now = timezone.now()
+    current = (
+        Order.objects.select_for_update()
+        .filter(customer_key=customer_key, status=OrderStatus.PENDING, released_at__isnull=True)
+        .first()
+    )
+    if current is not None:
+        if current.cart_key == cart.key and current.checkout_expires_at > now + REUSE_MARGIN:
+            return current
+        Order.objects.filter(pk=current.pk).update(released_at=now)
+    order = Order.objects.create(
+        customer_key=customer_key,
+        currency=cart.currency,
+        amount_total=cart.total,
+        cart_key=cart.key,
+        checkout_expires_at=now + timedelta(minutes=settings.CHECKOUT_SESSION_MINUTES),
+    )
+    OrderLine.objects.bulk_create(
+        OrderLine(
+            order=order, product=line.product, product_name=line.product.name,
+            unit_amount=line.product.unit_amount, quantity=line.quantity,
+        )
+        for line in cart.lines
+    )
+    return order
+
+
+def _close_released_checkouts(*, customer_key: str, gateway: PaymentGateway) -> None:
+    """Expire the sessions of this browser's replaced carts before it may pay another one."""
+    released = Order.objects.filter(
+        customer_key=customer_key, status=OrderStatus.PENDING, released_at__isnull=False
+    )
+    for order in released:
+        if order.checkout_session_id:
+            _close_checkout(order=order, session_id=order.checkout_session_id, gateway=gateway)
+        else:
+            # No session was ever saved, so its URL never reached anyone: nothing can pay it.
+            order_transition(order=order, to=OrderStatus.EXPIRED, cause="cart_replaced")
+
+
+def _close_checkout(*, order: Order, session_id: str, gateway: PaymentGateway) -> None:
+    try:
+        session = gateway.expire_checkout_session(session_id)
+    except SessionNotOpen:
+        # Already complete (paid!) or expired: record what Stripe says, never lose a payment.
+        try:
+            session = gateway.retrieve_checkout_session(session_id)
+        except PaymentError:
+            raise ShopError(STRIPE_DOWN_MESSAGE, status=503) from None
+    except PaymentError:
+        # The old session may still be payable: refuse to open a second one.
+        raise ShopError(STRIPE_DOWN_MESSAGE, status=503) from None
+    order_apply_session(session=session, cause="cart_replaced")
+
+
+def checkout_confirm(*, customer_key: str, session_id: str) -> Order | None:
+    """The success page: ask the provider about this browser's session and apply what it says.
+
+    Stripe recommends fulfilling here as well as from the webhook; both use the same function.
+    Sessions of other browsers are not looked up at all.
+    """
+    order = Order.objects.filter(checkout_session_id=session_id, customer_key=customer_key).first()
+    if order is None:
+        return None
+    try:
+        session = get_gateway().retrieve_checkout_session(session_id)
+    except PaymentError:
+        # The webhook (or reconcile_payments) will bring the news; show what we know now.
+        return order
+    order_apply_session(session=session, cause="success_page")
+    order.refresh_from_db()
+    return order
+
+
+def demo_checkout_pay(*, customer_key: str, session_id: str) -> Order:
+    """The demo page's Pay button: the same fulfilment as a real payment, with no provider."""
+    from shop.payments.demo import demo_paid_session
+
+    order = Order.objects.filter(checkout_session_id=session_id, customer_key=customer_key).first()
+    if order is None:
+        raise ShopError("That demo checkout is not one of this browser's orders.", status=404)
+    order_apply_session(session=demo_paid_session(order), cause="demo_payment")
+    order.refresh_from_db()
+    return order

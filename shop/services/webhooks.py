@@ -1,0 +1,147 @@
+"""Receiving Stripe webhooks: verify, keep the delivery, process each event once.
+
+Order of work (Stripe's and Zulip's advice): verify the signature over the raw body, store the
+delivery, dedupe by event id in the database, then hand the event to the order functions, and
+record outcome and error on the event. A failure is answered with 500 so Stripe retries; the
+stored delivery can also be replayed by an operator.
+"""
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from shop.models import WebhookDelivery, WebhookEvent
+from shop.payments.stripe_gateway import parse_event, verify_webhook
+from shop.payments.types import CheckoutSession, InvalidWebhook, WebhookEventData
+from shop.services.orders import Outcome, order_apply_refund, order_apply_session
+
+logger = logging.getLogger(__name__)
+
+SESSION_EVENTS = {
+    "checkout.session.completed",
+    "checkout.session.async_payment_succeeded",
+    "checkout.session.async_payment_failed",
+    "checkout.session.expired",
+}
+HANDLED_EVENTS = SESSION_EVENTS | {"charge.refunded"}
+KEPT_HEADERS = ("Stripe-Signature", "User-Agent", "Content-Type", "Content-Length")
+
+
+@dataclass(frozen=True)
+class WebhookResult:
+    status: int
+    message: str
+
+
+def webhook_receive(*, body: bytes, headers: dict[str, str], remote_addr: str | None) -> WebhookResult:
+    try:
+        event = verify_webhook(
+            payload=body,
+            signature=headers.get("Stripe-Signature"),
+            secrets=settings.STRIPE_WEBHOOK_SECRETS,
+            tolerance=settings.STRIPE_WEBHOOK_TOLERANCE_SECONDS,
+        )
+    except InvalidWebhook as exc:
+        _delivery_create(body=body, headers=headers, remote_addr=remote_addr, outcome=f"rejected: {exc}")
+        logger.warning("webhook rejected from %s: %s", remote_addr, exc)
+        return WebhookResult(400, "invalid webhook")
+
+    # Kept (and committed) before processing: nothing a customer paid for rests on one attempt.
+    delivery = _delivery_create(body=body, headers=headers, remote_addr=remote_addr, event=event)
+    result = webhook_event_process(event=event)
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(
+        processed=result.status < 300, outcome=result.message[:200],
+        error="" if result.status < 300 else result.message,
+    )
+    return result
+
+
+def webhook_event_process(*, event: WebhookEventData) -> WebhookResult:
+    """Apply one verified event exactly once, however many times and however concurrently it
+    arrives."""
+    with transaction.atomic():
+        record, _ = WebhookEvent.objects.get_or_create(
+            event_id=event.id, defaults={"type": event.type, "payload": event.payload}
+        )
+        # Deliveries of the same event queue here; the first one through does the work.
+        record = WebhookEvent.objects.select_for_update().get(pk=record.pk)
+        if record.processed_at is not None:
+            return WebhookResult(200, f"duplicate: {record.outcome}"[:200])
+        record.attempts += 1
+        try:
+            with transaction.atomic():
+                outcome = _dispatch(event)
+        except Exception as exc:
+            logger.exception("webhook event %s (%s) failed", event.id, event.type)
+            record.error = f"{type(exc).__name__}: {exc}"[:2000]
+            record.save(update_fields=["attempts", "error"])
+            return WebhookResult(500, "processing failed; Stripe will retry")
+        record.processed_at = timezone.now()
+        record.outcome = outcome.text[:200]
+        record.error = ""
+        record.save(update_fields=["attempts", "processed_at", "outcome", "error"])
+    logger.info("webhook event %s (%s): %s", event.id, event.type, outcome.text)
+    return WebhookResult(200, outcome.text)
+
+
+def webhook_event_replay(*, record: WebhookEvent) -> WebhookResult:
+    """Process a stored event again (for an operator); an already processed one is a no-op."""
+    try:
+        event = parse_event_payload(record.payload)
+    except InvalidWebhook as exc:
+        return WebhookResult(400, f"stored payload is not an event: {exc}")
+    return webhook_event_process(event=event)
+
+
+def parse_event_payload(payload: Any) -> WebhookEventData:
+    import json
+
+    return parse_event(json.dumps(payload))
+
+
+def webhook_deliveries_prune(*, older_than_days: int) -> int:
+    """Delete old deliveries that need nothing more: processed ones and forged ones."""
+    cutoff = timezone.now() - timedelta(days=older_than_days)
+    old = WebhookDelivery.objects.filter(received_at__lt=cutoff)
+    deleted, _ = (old.filter(processed=True) | old.filter(signature_valid=False)).delete()
+    return deleted
+
+
+def _dispatch(event: WebhookEventData) -> Outcome:
+    if event.type in SESSION_EVENTS:
+        session = CheckoutSession.from_stripe_dict(event.object)
+        return order_apply_session(
+            session=session, cause=event.type, event_id=event.id,
+            payment_failed=event.type == "checkout.session.async_payment_failed",
+        )
+    if event.type == "charge.refunded":
+        charge = event.object
+        amount, refunded = charge.get("amount"), charge.get("amount_refunded")
+        if not isinstance(amount, int) or not isinstance(refunded, int):
+            return Outcome("ignored: charge without amounts")
+        intent = charge.get("payment_intent")
+        return order_apply_refund(
+            payment_intent_id=intent if isinstance(intent, str) else None,
+            amount=amount, amount_refunded=refunded, cause=event.type, event_id=event.id,
+        )
+    return Outcome(f"ignored: {event.type} is not an event this shop handles")
+
+
+def _delivery_create(
+    *, body: bytes, headers: dict[str, str], remote_addr: str | None,
+    event: WebhookEventData | None = None, outcome: str = "",
+) -> WebhookDelivery:
+    return WebhookDelivery.objects.create(
+        remote_addr=remote_addr,
+        headers={name: headers[name][:500] for name in KEPT_HEADERS if name in headers},
+        body=body.decode("utf-8", errors="replace"),
+        signature_valid=event is not None,
+        event_id=event.id if event else "",
+        event_type=event.type if event else "",
+        outcome=outcome[:200],
+    )

@@ -1,0 +1,14 @@
+from django.urls import path
+
+from shop import views
+
+app_name = "shop"
+
+urlpatterns = [
+    path("", views.storefront, name="storefront"),
+    path("checkout/", views.checkout, name="checkout"),
+    path("checkout/success/", views.checkout_success, name="checkout_success"),
+    path("demo/checkout/<str:session_id>/", views.demo_checkout, name="demo_checkout"),
+    path("stripe/webhook/", views.stripe_webhook, name="stripe_webhook"),
+    path("healthz", views.healthz, name="healthz"),
+]

@@ -1,0 +1,178 @@
+"""HTTP in, HTTP out: every rule lives in services, selectors and the cart parser."""
+
+import re
+import secrets
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.conf import settings
+from django.db import connection
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    JsonResponse,
+)
+from django.http.response import HttpResponseRedirectBase
+from django.shortcuts import render
+from django.urls import reverse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from shop.cart import cart_field_name, cart_parse
+from shop.errors import ShopError
+from shop.models import Order, OrderStatus
+from shop.payments import demo_mode
+from shop.selectors import orders_for_customer, products_for_sale
+from shop.services.checkout import cart_price, checkout_confirm, checkout_start, demo_checkout_pay
+from shop.services.webhooks import webhook_receive
+
+CUSTOMER_KEY = "customer_key"
+SESSION_ID = re.compile(r"cs_[A-Za-z0-9_]{1,250}")
+CHECKOUT_MAX_BYTES = 16 * 1024
+NOTICES = {
+    "cancelled": "Checkout cancelled. Nothing was charged; your cart is below.",
+    "unknown-session": "We could not find that checkout in this browser. Nothing was changed.",
+}
+
+
+class HttpResponseSeeOther(HttpResponseRedirectBase):
+    status_code = 303
+
+
+def limit_body(max_bytes: int) -> Callable[..., Any]:
+    """Refuse oversized bodies from the Content-Length header, before anything parses them."""
+
+    def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @wraps(view)
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            try:
+                length = int(request.META.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                return HttpResponse("Bad Content-Length.", status=400, content_type="text/plain")
+            if length > max_bytes:
+                return HttpResponse("Request body too large.", status=413, content_type="text/plain")
+            return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorator
+
+
+@require_GET
+def storefront(request: HttpRequest) -> HttpResponse:
+    return _storefront(request, notice=NOTICES.get(request.GET.get("notice", "")))
+
+
+@require_POST
+@limit_body(CHECKOUT_MAX_BYTES)
+def checkout(request: HttpRequest) -> HttpResponse:
+    try:
+        products = {p.pk for p in products_for_sale()}
+        cart = cart_price(quantities=cart_parse(request.POST, product_ids=products))
+        # The browser gets its identity only once it has a valid cart: bad input stores nothing.
+        url = checkout_start(
+            customer_key=_customer_key(request, create=True) or "",
+            cart=cart,
+            success_url=request.build_absolute_uri(reverse("shop:checkout_success"))
+            + "?session_id={CHECKOUT_SESSION_ID}",
+            cancel_url=request.build_absolute_uri(reverse("shop:storefront")) + "?notice=cancelled",
+        )
+    except ShopError as exc:
+        return _storefront(request, error=exc.message, status=exc.status, posted=request.POST)
+    return HttpResponseSeeOther(url)
+
+
+@require_GET
+@never_cache
+def checkout_success(request: HttpRequest) -> HttpResponse:
+    session_id = request.GET.get("session_id", "")
+    customer_key = _customer_key(request)
+    order = None
+    if customer_key and SESSION_ID.fullmatch(session_id):
+        order = checkout_confirm(customer_key=customer_key, session_id=session_id)
+    if order is None:
+        return HttpResponseSeeOther(reverse("shop:storefront") + "?notice=unknown-session")
+    return render(request, "shop/success.html", {"order": order, "lines": order.lines.all()})
+
+
+@require_http_methods(["GET", "POST"])
+@never_cache
+def demo_checkout(request: HttpRequest, session_id: str) -> HttpResponse:
+    customer_key = _customer_key(request)
+    if not demo_mode() or not customer_key:
+        raise Http404("No such checkout.")
+    if request.method == "POST":
+        if request.POST.get("action") == "pay":
+            try:
+                demo_checkout_pay(customer_key=customer_key, session_id=session_id)
+            except ShopError as exc:
+                raise Http404(exc.message) from None
+            return HttpResponseSeeOther(
+                reverse("shop:checkout_success") + "?session_id=" + session_id
+            )
+        return HttpResponseSeeOther(reverse("shop:storefront") + "?notice=cancelled")
+    order = (
+        Order.objects.filter(checkout_session_id=session_id, customer_key=customer_key)
+        .prefetch_related("lines")
+        .first()
+    )
+    if order is None:
+        raise Http404("No such checkout.")
+    return render(request, "shop/demo_checkout.html", {"order": order, "payable": order.status == OrderStatus.PENDING})
+
+
+@csrf_exempt
+@require_POST
+@limit_body(settings.STRIPE_WEBHOOK_MAX_BYTES)
+def stripe_webhook(request: HttpRequest) -> HttpResponse:
+    content_type = request.content_type or ""
+    if content_type != "application/json":
+        return JsonResponse({"error": "expected application/json"}, status=415)
+    result = webhook_receive(
+        body=request.body,
+        headers=dict(request.headers),
+        remote_addr=request.META.get("REMOTE_ADDR"),
+    )
+    return JsonResponse({"result": result.message}, status=result.status)
+
+
+@require_GET
+@never_cache
+def healthz(request: HttpRequest) -> HttpResponse:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except Exception:
+        return HttpResponse("database unavailable\n", status=503, content_type="text/plain")
+    return HttpResponse("ok\n", content_type="text/plain")
+
+
+def _storefront(
+    request: HttpRequest, *, notice: str | None = None, error: str | None = None,
+    status: int = 200, posted: Any = None,
+) -> HttpResponse:
+    products = list(products_for_sale())
+    for product in products:
+        raw = posted.get(cart_field_name(product.pk), "") if posted is not None else ""
+        product.field_name = cart_field_name(product.pk)  # type: ignore[attr-defined]
+        product.posted = raw if isinstance(raw, str) and raw.isdigit() and len(raw) <= 2 else "0"  # type: ignore[attr-defined]
+    page = orders_for_customer(customer_key=_customer_key(request), before=request.GET.get("before"))
+    context = {
+        "products": products, "orders": page.orders, "next_cursor": page.next_cursor,
+        "notice": notice, "error": error, "paged": bool(request.GET.get("before")),
+    }
+    return render(request, "shop/storefront.html", context, status=status)
+
+
+def _customer_key(request: HttpRequest, *, create: bool = False) -> str | None:
+    key = request.session.get(CUSTOMER_KEY)
+    if isinstance(key, str) and key:
+        return key
+    if not create:
+        return None
+    key = secrets.token_urlsafe(24)
+    request.session[CUSTOMER_KEY] = key
+    return key

@@ -1,0 +1,70 @@
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import stripe
+from django.test import Client
+
+from shop.models import Order, Product
+from shop.payments import stripe_gateway
+from tests.fakestripe import FakeStripe
+
+WEBHOOK_URL = "/stripe/webhook/"
+
+
+@pytest.fixture(scope="session")
+def fake_stripe_server() -> Iterator[FakeStripe]:
+    with FakeStripe() as server:
+        yield server
+
+
+@pytest.fixture
+def fake_stripe(fake_stripe_server: FakeStripe, settings: Any, monkeypatch: pytest.MonkeyPatch) -> FakeStripe:
+    """Real-mode shop: the real stripe SDK over real HTTP to the local fake Stripe."""
+    fake_stripe_server.reset()
+    settings.STRIPE_SECRET_KEY = fake_stripe_server.api_key
+    settings.STRIPE_API_BASE = fake_stripe_server.url
+    settings.CHECKOUT_ORIGIN = fake_stripe_server.url
+    settings.STRIPE_WEBHOOK_SECRETS = [fake_stripe_server.webhook_secret]
+    # Keep the SDK's and our own retry back-off short; the number of tries stays the same.
+    monkeypatch.setattr(stripe.HTTPClient, "INITIAL_DELAY", 0.01)
+    monkeypatch.setattr(stripe_gateway, "RATE_LIMIT_BACKOFF_SECONDS", 0.01)
+    return fake_stripe_server
+
+
+@pytest.fixture
+def demo(settings: Any) -> None:
+    settings.STRIPE_SECRET_KEY = ""
+
+
+@pytest.fixture
+def products(db: None) -> list[Product]:
+    return list(Product.objects.order_by("position"))
+
+
+def cart_form(products: list[Product], *quantities: int) -> dict[str, str]:
+    return {f"quantity-{p.pk}": str(q) for p, q in zip(products, quantities, strict=False)}
+
+
+def buy(client: Client, products: list[Product], *quantities: int) -> Any:
+    return client.post("/checkout/", cart_form(products, *quantities))
+
+
+def last_order() -> Order:
+    return Order.objects.order_by("-id").first()  # type: ignore[return-value]
+
+
+def post_event(
+    client: Client, fake: FakeStripe, event: dict[str, Any], *, secret: str | None = None,
+    signature: str | None = None,
+) -> Any:
+    body = json.dumps(event).encode()
+    headers = {"HTTP_STRIPE_SIGNATURE": signature if signature is not None else fake.sign(body, secret=secret)}
+    return client.post(WEBHOOK_URL, data=body, content_type="application/json", **headers)
+
+
+def pay(client: Client, fake: FakeStripe, order: Order, **kw: Any) -> Any:
+    """The customer pays on Stripe's page and Stripe sends checkout.session.completed."""
+    fake.complete(order.checkout_session_id or "", **kw)
+    return post_event(client, fake, fake.session_event("checkout.session.completed", order.checkout_session_id or ""))

@@ -1,0 +1,1082 @@
+"""A Stripe-compatible fake API server for tests.
+
+It speaks real HTTP on 127.0.0.1 so the real ``stripe`` SDK (and a real browser, for the
+hosted-page stand-in) can talk to it:
+
+    with FakeStripe() as fake:
+        client = stripe.StripeClient(fake.api_key, base_addresses={"api": fake.url})
+
+Objects it returns start from Stripe's own example objects in ``shared/stripe/fixtures.json``.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import hmac
+import html
+import json
+import os
+import re
+import secrets
+import string
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from functools import partial
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, cast
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import requests
+
+API_VERSION = "2026-10-28.endive"  # what stripe==16.1.0 pins
+MAX_AMOUNT = 99_999_999
+MIN_AMOUNT = 50
+MAX_LINE_ITEMS = 100
+DEFAULT_LIFETIME = 24 * 3600
+MIN_LIFETIME = 30 * 60
+EXPIRES_AT_SLACK = 60
+SESSION_ID_PLACEHOLDER = "{CHECKOUT_SESSION_ID}"
+
+_CREATE_PARAMS = frozenset(
+    {
+        "mode",
+        "line_items",
+        "success_url",
+        "cancel_url",
+        "client_reference_id",
+        "metadata",
+        "expires_at",
+        "customer_email",
+        "payment_method_types",
+        "currency",
+        "locale",
+        "submit_type",
+        "expand",
+    }
+)
+_LINE_ITEM_PARAMS = frozenset({"price_data", "quantity"})
+_PRICE_DATA_PARAMS = frozenset({"currency", "unit_amount", "product_data", "tax_behavior"})
+_PRODUCT_DATA_PARAMS = frozenset({"name", "description", "images", "metadata", "tax_code"})
+_READ_PARAMS = frozenset({"expand"})
+
+_ALNUM = string.ascii_letters + string.digits
+_KEY_RE = re.compile(r"([^\[\]]+)((?:\[[^\[\]]*\])*)")
+_INT_RE = re.compile(r"-?\d+")
+_CURRENCY_RE = re.compile(r"[a-z]{3}")
+
+Params = dict[str, Any]
+Json = dict[str, Any]
+
+
+def load_fixtures() -> dict[str, Any]:
+    """Stripe's example objects, keyed by object type ("checkout.session", "event", ...)."""
+    default = Path(__file__).resolve().parents[2] / "shared" / "stripe" / "fixtures.json"
+    path = Path(os.environ.get("STRIPE_FIXTURES") or default)
+    return cast(dict[str, Any], json.loads(path.read_text(encoding="utf-8")))
+
+
+def _random_id(prefix: str, length: int = 24) -> str:
+    return prefix + "".join(secrets.choice(_ALNUM) for _ in range(length))
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+# --- form decoding -----------------------------------------------------------------------------
+
+
+class _ApiError(Exception):
+    """A Stripe-shaped error response; ``executed`` says whether the endpoint ran.
+
+    Stripe stores an idempotent result only once the endpoint started executing, so
+    authentication and parameter-validation failures are not replayed.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        error_type: str,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        executed: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error_type = error_type
+        self.message = message
+        self.code = code
+        self.param = param
+        self.executed = executed
+
+    def body(self) -> Json:
+        error: Json = {"type": self.error_type, "message": self.message}
+        if self.code is not None:
+            error["code"] = self.code
+        if self.param is not None:
+            error["param"] = self.param
+        return {"error": error}
+
+
+def _invalid(message: str, *, param: str | None = None, code: str | None = None) -> _ApiError:
+    return _ApiError(400, "invalid_request_error", message, code=code, param=param)
+
+
+def decode_form(pairs: Iterable[tuple[str, str]]) -> Params:
+    """Decode Stripe's ``a[b][0][c]=v`` form encoding into nested dicts and lists."""
+    root: Params = {}
+    for key, value in pairs:
+        parts = _split_key(key)
+        node = root
+        for part in parts[:-1]:
+            child = node.setdefault(part or str(len(node)), {})
+            if not isinstance(child, dict):
+                raise _invalid(f"Invalid hash: {key}", param=key)
+            node = child
+        last = parts[-1] or str(len(node))
+        if isinstance(node.get(last), dict):
+            raise _invalid(f"Invalid hash: {key}", param=key)
+        node[last] = value
+    return cast(Params, _listify(root))
+
+
+def _split_key(key: str) -> list[str]:
+    match = _KEY_RE.fullmatch(key)
+    if match is None:
+        return [key]
+    return [match.group(1), *re.findall(r"\[([^\[\]]*)\]", match.group(2))]
+
+
+def _listify(value: Any) -> Any:
+    if not isinstance(value, dict):
+        return value
+    converted = {key: _listify(item) for key, item in value.items()}
+    if converted and all(key.isdigit() for key in converted):
+        return [converted[key] for key in sorted(converted, key=int)]
+    return converted
+
+
+# --- parameter validation for POST /v1/checkout/sessions ---------------------------------------
+
+
+@dataclass(frozen=True)
+class _LineItem:
+    name: str
+    quantity: int
+    unit_amount: int
+    currency: str
+
+    @property
+    def amount(self) -> int:
+        return self.quantity * self.unit_amount
+
+
+@dataclass(frozen=True)
+class _CreateRequest:
+    line_items: list[_LineItem]
+    currency: str
+    amount_total: int
+    success_url: str
+    cancel_url: str
+    expires_at: int
+    client_reference_id: str | None
+    metadata: dict[str, str]
+    optional: Params  # customer_email, payment_method_types, locale, submit_type as given
+
+
+def _reject_unknown(params: Params, allowed: frozenset[str], prefix: str = "") -> None:
+    for key in params:
+        if key not in allowed:
+            name = f"{prefix}[{key}]" if prefix else key
+            raise _invalid(
+                f"Received unknown parameter: {name}", param=name, code="parameter_unknown"
+            )
+
+
+def _missing(param: str) -> _ApiError:
+    return _invalid(f"Missing required param: {param}.", param=param, code="parameter_missing")
+
+
+def _require(params: Params, key: str, param: str) -> Any:
+    if key not in params:
+        raise _missing(param)
+    value = params[key]
+    if value == "":
+        raise _invalid(
+            f"You passed an empty string for '{param}'. We assume empty values are an attempt "
+            f"to unset a parameter; however '{param}' cannot be unset. You should remove "
+            f"'{param}' from your request or supply a non-empty value.",
+            param=param,
+            code="parameter_invalid_empty",
+        )
+    return value
+
+
+def _require_dict(params: Params, key: str, param: str) -> Params:
+    value = _require(params, key, param)
+    if not isinstance(value, dict):
+        raise _invalid(f"Invalid object: {param}", param=param)
+    return value
+
+
+def _int_param(value: Any, param: str, *, minimum: int) -> int:
+    if not isinstance(value, str) or not _INT_RE.fullmatch(value):
+        raise _invalid(f"Invalid integer: {value}", param=param, code="parameter_invalid_integer")
+    number = int(value)
+    if number < minimum:
+        raise _invalid(
+            f"This value must be greater than or equal to {minimum}.",
+            param=param,
+            code="parameter_invalid_integer",
+        )
+    return number
+
+
+def _currency(value: Any, param: str) -> str:
+    if not isinstance(value, str) or not _CURRENCY_RE.fullmatch(value):
+        raise _invalid(f"Invalid currency: {value}.", param=param, code="parameter_invalid_string")
+    return value
+
+
+def _parse_line_item(index: int, item: Any) -> _LineItem:
+    prefix = f"line_items[{index}]"
+    if not isinstance(item, dict):
+        raise _invalid(f"Invalid object: {prefix}", param=prefix)
+    _reject_unknown(item, _LINE_ITEM_PARAMS, prefix)
+    quantity_param = f"{prefix}[quantity]"
+    quantity = _int_param(_require(item, "quantity", quantity_param), quantity_param, minimum=1)
+    price_data = _require_dict(item, "price_data", f"{prefix}[price_data]")
+    price_prefix = f"{prefix}[price_data]"
+    _reject_unknown(price_data, _PRICE_DATA_PARAMS, price_prefix)
+    currency = _currency(
+        _require(price_data, "currency", f"{price_prefix}[currency]"), f"{price_prefix}[currency]"
+    )
+    unit_amount = _int_param(
+        _require(price_data, "unit_amount", f"{price_prefix}[unit_amount]"),
+        f"{price_prefix}[unit_amount]",
+        minimum=0,
+    )
+    product_prefix = f"{price_prefix}[product_data]"
+    product_data = _require_dict(price_data, "product_data", product_prefix)
+    _reject_unknown(product_data, _PRODUCT_DATA_PARAMS, product_prefix)
+    name = _require(product_data, "name", f"{product_prefix}[name]")
+    return _LineItem(name=str(name), quantity=quantity, unit_amount=unit_amount, currency=currency)
+
+
+def _parse_line_items(params: Params) -> list[_LineItem]:
+    raw = _require(params, "line_items", "line_items")
+    if not isinstance(raw, list):
+        raise _invalid("Invalid array", param="line_items")
+    if len(raw) > MAX_LINE_ITEMS:
+        raise _invalid(
+            f"You may only specify up to {MAX_LINE_ITEMS} line items in payment mode.",
+            param="line_items",
+        )
+    items = [_parse_line_item(index, item) for index, item in enumerate(raw)]
+    currencies = sorted({item.currency for item in items})
+    if len(currencies) > 1:
+        raise _invalid(
+            f"All line items must use the same currency; got {', '.join(currencies)}.",
+            param="line_items",
+        )
+    return items
+
+
+def _url_param(params: Params, key: str) -> str:
+    value = _require(params, key, key)
+    parts = urlsplit(value) if isinstance(value, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+        raise _invalid("Not a valid URL", param=key, code="url_invalid")
+    return cast(str, value)
+
+
+def _expires_at(params: Params, now: int) -> int:
+    if "expires_at" not in params:
+        return now + DEFAULT_LIFETIME
+    expires_at = _int_param(params["expires_at"], "expires_at", minimum=0)
+    if expires_at < now + MIN_LIFETIME - EXPIRES_AT_SLACK:
+        raise _invalid(
+            "The `expires_at` timestamp must be at least 30 minutes from Checkout Session "
+            "creation.",
+            param="expires_at",
+        )
+    if expires_at > now + DEFAULT_LIFETIME + EXPIRES_AT_SLACK:
+        raise _invalid(
+            "The `expires_at` timestamp must be less than 24 hours from Checkout Session creation.",
+            param="expires_at",
+        )
+    return expires_at
+
+
+def _metadata(params: Params) -> dict[str, str]:
+    value = params.get("metadata", {})
+    if value == "":
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise _invalid("Invalid hash", param="metadata")
+    return cast(dict[str, str], value)
+
+
+def _client_reference_id(params: Params) -> str | None:
+    value = params.get("client_reference_id")
+    if value is not None and (not isinstance(value, str) or len(value) > 200):
+        raise _invalid(
+            "client_reference_id must be a string of at most 200 characters.",
+            param="client_reference_id",
+        )
+    return value or None
+
+
+def _check_amount(total: int, currency: str) -> None:
+    if total > MAX_AMOUNT:
+        raise _invalid(
+            f"The Checkout Session's total amount must be no more than {MAX_AMOUNT}.",
+            param="line_items",
+            code="amount_too_large",
+        )
+    if total < MIN_AMOUNT:
+        raise _invalid(
+            f"The Checkout Session's total amount due must add up to at least "
+            f"{MIN_AMOUNT} {currency}.",
+            param="line_items",
+            code="amount_too_small",
+        )
+
+
+def _optional_fields(params: Params) -> Params:
+    if "payment_method_types" in params and not isinstance(params["payment_method_types"], list):
+        raise _invalid("Invalid array", param="payment_method_types")
+    keys = ("customer_email", "payment_method_types", "locale", "submit_type")
+    return {key: params[key] for key in keys if key in params}
+
+
+def parse_create_params(params: Params, now: int) -> _CreateRequest:
+    """Validate ``POST /v1/checkout/sessions`` parameters the way Stripe does (payment mode)."""
+    _reject_unknown(params, _CREATE_PARAMS)
+    mode = _require(params, "mode", "mode")
+    if mode != "payment":
+        raise _invalid(
+            f"Invalid mode: {mode}. This fake only supports `payment`.",
+            param="mode",
+            code="parameter_invalid_string",
+        )
+    items = _parse_line_items(params)
+    currency = items[0].currency
+    if "currency" in params and params["currency"] != currency:
+        raise _invalid("currency must match the line items' currency.", param="currency")
+    total = sum(item.amount for item in items)
+    _check_amount(total, currency)
+    return _CreateRequest(
+        line_items=items,
+        currency=currency,
+        amount_total=total,
+        success_url=_url_param(params, "success_url"),
+        cancel_url=_url_param(params, "cancel_url"),
+        expires_at=_expires_at(params, now),
+        client_reference_id=_client_reference_id(params),
+        metadata=_metadata(params),
+        optional=_optional_fields(params),
+    )
+
+
+# --- server plumbing ---------------------------------------------------------------------------
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str
+    params: Params
+    headers: dict[str, str]
+    idempotency_key: str | None
+
+
+@dataclass
+class _Fault:
+    kind: Literal["fail", "hang", "drop"]
+    prefix: str
+    status: int = 500
+    error_type: str = "api_error"
+    seconds: float = 0.0
+    should_retry: bool | None = None
+
+
+@dataclass
+class _Response:
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+    store: bool = True  # whether an idempotency key may replay it
+
+
+@dataclass(frozen=True)
+class _StoredResult:
+    method: str
+    path: str
+    params: Params
+    status: int
+    body: bytes
+    request_id: str
+
+
+def _json_response(status: int, payload: Json, *, store: bool = True) -> _Response:
+    body = json.dumps(payload, indent=2).encode("utf-8")
+    return _Response(status, body, {"Content-Type": "application/json"}, store=store)
+
+
+def _error_response(error: _ApiError) -> _Response:
+    return _json_response(error.status, error.body(), store=error.executed)
+
+
+def _html_response(status: int, page: str, headers: dict[str, str] | None = None) -> _Response:
+    all_headers = {"Content-Type": "text/html; charset=utf-8", **(headers or {})}
+    return _Response(status, page.encode("utf-8"), all_headers)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, fake: FakeStripe) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.fake = fake
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client giving up (timeouts, retries) is expected; anything else is a bug worth seeing.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.0"  # one request per connection: nothing idles past stop()
+    server_version = "FakeStripe/1.0"
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _dispatch(self, method: str) -> None:
+        fake = cast(_Server, self.server).fake
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        headers = {key.lower(): value for key, value in self.headers.items()}
+        try:
+            response = fake._handle(method, self.path, headers, body)
+        except Exception:
+            traceback.print_exc()
+            error = _ApiError(500, "api_error", "FakeStripe crashed; see stderr.")
+            response = _json_response(500, error.body())
+            response.headers["Stripe-Should-Retry"] = "false"
+        if response is None:
+            self.close_connection = True
+            return
+        self._write(response)
+
+    def _write(self, response: _Response) -> None:
+        self.send_response(response.status)
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(response.body)))
+        self.end_headers()
+        self.wfile.write(response.body)
+
+
+# --- the fake ----------------------------------------------------------------------------------
+
+
+class FakeStripe:
+    """Stripe's Checkout Sessions API, webhooks and a hosted payment page, in process."""
+
+    def __init__(
+        self, *, api_key: str = "sk_test_fake", webhook_secret: str = "whsec_test_secret"
+    ) -> None:
+        self.api_key = api_key
+        self.webhook_secret = webhook_secret
+        self.url = ""
+        self.webhook_url: str | None = None
+        self.sessions: dict[str, Json] = {}
+        self.requests: list[RecordedRequest] = []
+        self.delivery_errors: list[str] = []
+        self._fixtures = load_fixtures()
+        self._lock = threading.RLock()
+        self._release_hangs = threading.Event()
+        self._faults: list[_Fault] = []
+        self._idempotency: dict[str, _StoredResult] = {}
+        self._line_items: dict[str, list[_LineItem]] = {}
+        self._payment_intents: dict[str, str] = {}
+        self._charges: dict[str, str] = {}
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # lifecycle
+
+    def start(self) -> FakeStripe:
+        if self._server is not None:
+            raise RuntimeError("FakeStripe is already running")
+        self._server = _Server(self)
+        port = self._server.server_address[1]
+        self.url = f"http://127.0.0.1:{port}"
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"FakeStripe:{port}",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, thread = self._server, self._thread
+        if server is None:
+            return
+        self._server = self._thread = None
+        self._release_all_hangs()
+        server.shutdown()
+        server.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
+
+    def __enter__(self) -> FakeStripe:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def reset(self) -> None:
+        with self._lock:
+            self._release_all_hangs()
+            self.sessions.clear()
+            self.requests.clear()
+            self.delivery_errors.clear()
+            self._faults.clear()
+            self._idempotency.clear()
+            self._line_items.clear()
+            self._payment_intents.clear()
+            self._charges.clear()
+            self.webhook_url = None
+
+    def requests_to(self, method: str, path_prefix: str) -> list[RecordedRequest]:
+        with self._lock:
+            return [
+                request
+                for request in self.requests
+                if request.method == method.upper() and request.path.startswith(path_prefix)
+            ]
+
+    # state changes
+
+    def complete(self, session_id: str, *, payment_status: str = "paid") -> Json:
+        if payment_status not in ("paid", "unpaid", "no_payment_required"):
+            raise ValueError(f"unknown payment_status {payment_status!r}")
+        with self._lock:
+            session = self._session(session_id)
+            if session["status"] != "open":
+                raise ValueError(f"{session_id} is {session['status']}, not open")
+            customer_details = copy.deepcopy(self._fixtures["checkout.session"]["customer_details"])
+            if session.get("customer_email"):
+                customer_details["email"] = session["customer_email"]
+            session.update(
+                status="complete",
+                payment_status=payment_status,
+                payment_intent=self._payment_intents[session_id],
+                customer_details=customer_details,
+                url=None,
+            )
+            return copy.deepcopy(session)
+
+    def expire(self, session_id: str) -> Json:
+        with self._lock:
+            session = self._session(session_id)
+            if session["status"] != "open":
+                raise ValueError(_not_expirable_message(session["status"]))
+            session.update(status="expired", url=None)
+            return copy.deepcopy(session)
+
+    def set_session_fields(self, session_id: str, **fields: Any) -> Json:
+        with self._lock:
+            session = self._session(session_id)
+            session.update(copy.deepcopy(fields))
+            return copy.deepcopy(session)
+
+    # events and webhooks
+
+    def event(
+        self,
+        type: str,
+        obj: Json,
+        *,
+        event_id: str | None = None,
+        created: int | None = None,
+    ) -> Json:
+        event = copy.deepcopy(self._fixtures["event"])
+        event.update(
+            id=event_id or _random_id("evt_"),
+            object="event",
+            type=type,
+            created=_now() if created is None else created,
+            livemode=False,
+            api_version=API_VERSION,
+            pending_webhooks=1,
+            request={"id": None, "idempotency_key": None},
+            data={"object": copy.deepcopy(obj)},
+        )
+        return cast(Json, event)
+
+    def session_event(self, type: str, session_id: str, **kw: Any) -> Json:
+        with self._lock:
+            session = copy.deepcopy(self._session(session_id))
+        return self.event(type, session, **kw)
+
+    def charge_refunded(self, session_id: str, *, amount_refunded: int | None = None) -> Json:
+        with self._lock:
+            session = self._session(session_id)
+            payment_intent = session.get("payment_intent")
+            if not payment_intent:
+                raise ValueError(f"{session_id} has no payment to refund; complete() it first")
+            amount = int(session["amount_total"])
+            refunded = amount if amount_refunded is None else amount_refunded
+            if not 0 < refunded <= amount:
+                raise ValueError(f"amount_refunded must be in 1..{amount}, got {refunded}")
+            charge_id = self._charges.setdefault(session_id, _random_id("ch_"))
+            charge = self._charge(charge_id, amount, session["currency"], payment_intent, refunded)
+        return self.event("charge.refunded", charge)
+
+    def sign(
+        self, payload: bytes | str, *, secret: str | None = None, timestamp: int | None = None
+    ) -> str:
+        raw = payload.encode("utf-8") if isinstance(payload, str) else payload
+        signed_at = _now() if timestamp is None else timestamp
+        key = (secret if secret is not None else self.webhook_secret).encode("utf-8")
+        digest = hmac.new(key, f"{signed_at}.".encode() + raw, hashlib.sha256).hexdigest()
+        return f"t={signed_at},v1={digest}"
+
+    def deliver(self, event: Json, url: str, *, secret: str | None = None) -> requests.Response:
+        payload = json.dumps(event, indent=2).encode("utf-8")
+        headers = {
+            "Content-Type": "application/json; charset=utf-8",
+            "Stripe-Signature": self.sign(payload, secret=secret),
+            "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
+        }
+        return requests.post(url, data=payload, headers=headers, timeout=10)
+
+    # fault injection
+
+    def fail_next(
+        self,
+        n: int = 1,
+        *,
+        status: int = 500,
+        error_type: str = "api_error",
+        prefix: str = "/v1/",
+        should_retry: bool | None = None,
+    ) -> None:
+        if status == 429 and error_type == "api_error":
+            error_type = "rate_limit_error"
+        fault = _Fault("fail", prefix, status, error_type, should_retry=should_retry)
+        self._add_faults(fault, n)
+
+    def hang_next(self, n: int = 1, *, seconds: float = 30.0, prefix: str = "/v1/") -> None:
+        self._add_faults(_Fault("hang", prefix, seconds=seconds), n)
+
+    def drop_next(self, n: int = 1, *, prefix: str = "/v1/") -> None:
+        self._add_faults(_Fault("drop", prefix), n)
+
+    # internals: state
+
+    def _session(self, session_id: str) -> Json:
+        try:
+            return self.sessions[session_id]
+        except KeyError:
+            raise KeyError(f"No such checkout.session: '{session_id}'") from None
+
+    def _create_session(self, request: _CreateRequest, now: int) -> Json:
+        session_id = _random_id("cs_test_")
+        session: Json = copy.deepcopy(self._fixtures["checkout.session"])
+        session.update(
+            id=session_id,
+            object="checkout.session",
+            mode="payment",
+            status="open",
+            payment_status="unpaid",
+            amount_subtotal=request.amount_total,
+            amount_total=request.amount_total,
+            currency=request.currency,
+            client_reference_id=request.client_reference_id,
+            metadata=request.metadata,
+            success_url=request.success_url,
+            cancel_url=request.cancel_url,
+            created=now,
+            expires_at=request.expires_at,
+            livemode=False,
+            payment_intent=None,
+            url=f"{self.url}/c/pay/{session_id}",
+            # The fixture's example values for these describe a different session.
+            currency_conversion=None,
+            shipping_cost=None,
+            shipping_address_collection=None,
+            collected_information=None,
+            customer_details=None,
+            total_details={"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0},
+            **request.optional,
+        )
+        self.sessions[session_id] = session
+        self._line_items[session_id] = list(request.line_items)
+        self._payment_intents[session_id] = _random_id("pi_")
+        return session
+
+    def _charge(
+        self, charge_id: str, amount: int, currency: str, payment_intent: str, refunded: int
+    ) -> Json:
+        refund = copy.deepcopy(self._fixtures["refund"])
+        refund.update(
+            id=_random_id("re_"),
+            amount=refunded,
+            charge=charge_id,
+            currency=currency,
+            payment_intent=payment_intent,
+            created=_now(),
+        )
+        charge = copy.deepcopy(self._fixtures["charge"])
+        charge.update(
+            id=charge_id,
+            amount=amount,
+            amount_captured=amount,
+            amount_refunded=refunded,
+            refunded=refunded == amount,
+            paid=True,
+            captured=True,
+            status="succeeded",
+            currency=currency,
+            payment_intent=payment_intent,
+            created=_now(),
+            description=None,
+            shipping=None,
+            source=None,
+            transfer_data=None,
+            refunds={
+                "object": "list",
+                "data": [refund],
+                "has_more": False,
+                "url": f"/v1/charges/{charge_id}/refunds",
+            },
+        )
+        return cast(Json, charge)
+
+    # internals: faults
+
+    def _add_faults(self, fault: _Fault, n: int) -> None:
+        with self._lock:
+            self._faults.extend(copy.copy(fault) for _ in range(n))
+
+    def _take_fault(self, path: str) -> _Fault | None:
+        with self._lock:
+            for index, fault in enumerate(self._faults):
+                if path.startswith(fault.prefix):
+                    return self._faults.pop(index)
+        return None
+
+    def _release_all_hangs(self) -> None:
+        with self._lock:
+            self._release_hangs.set()
+            self._release_hangs = threading.Event()
+
+    def _apply_fault(self, fault: _Fault) -> _Response | None:
+        if fault.kind == "hang":
+            with self._lock:
+                release = self._release_hangs
+            release.wait(fault.seconds)
+            return None
+        if fault.kind == "drop":
+            return None
+        error = _ApiError(fault.status, fault.error_type, _fault_message(fault.error_type))
+        if fault.status == 429:
+            error.code = "rate_limit"
+        response = _error_response(error)
+        if fault.should_retry is not None:
+            response.headers["Stripe-Should-Retry"] = str(fault.should_retry).lower()
+        return response
+
+    # internals: HTTP
+
+    def _handle(
+        self, method: str, raw_path: str, headers: dict[str, str], body: bytes
+    ) -> _Response | None:
+        path, _, query = raw_path.partition("?")
+        if path.startswith("/c/"):
+            fault = self._take_fault(path)
+            return self._apply_fault(fault) if fault else self._handle_page(method, path)
+        params, decode_error = _decode_params(body.decode("utf-8", "replace") or query)
+        request = RecordedRequest(
+            method=method,
+            path=path,
+            params=params,
+            headers=headers,
+            idempotency_key=headers.get("idempotency-key"),
+        )
+        with self._lock:
+            self.requests.append(request)
+        fault = self._take_fault(path)
+        response = self._apply_fault(fault) if fault else self._handle_api(request, decode_error)
+        if response is not None:
+            response.headers.setdefault("Request-Id", _random_id("req_", 14))
+        return response
+
+    def _handle_api(self, request: RecordedRequest, decode_error: _ApiError | None) -> _Response:
+        try:
+            self._authenticate(request.headers)
+            action = self._route(request.method, request.path)
+            if decode_error is not None:
+                raise decode_error
+        except _ApiError as error:
+            return _error_response(error)
+        key = request.idempotency_key
+        if request.method != "POST" or not key:
+            return self._execute(action, request.params)
+        with self._lock:  # held across execution so concurrent retries cannot both create
+            stored = self._idempotency.get(key)
+            if stored is not None:
+                return _replay(stored, request, key)
+            response = self._execute(action, request.params)
+            if response.store:
+                self._idempotency[key] = _StoredResult(
+                    method=request.method,
+                    path=request.path,
+                    params=copy.deepcopy(request.params),
+                    status=response.status,
+                    body=response.body,
+                    request_id=response.headers.setdefault("Request-Id", _random_id("req_", 14)),
+                )
+            return response
+
+    def _authenticate(self, headers: dict[str, str]) -> None:
+        authorization = headers.get("authorization", "")
+        if not authorization.startswith("Bearer ") or not authorization[7:].strip():
+            raise _ApiError(
+                401,
+                "authentication_error",
+                "You did not provide an API key. You need to provide your API key in the "
+                "Authorization header, using Bearer auth (e.g. 'Authorization: Bearer "
+                "YOUR_SECRET_KEY').",
+            )
+        supplied = authorization[7:].strip()
+        if not hmac.compare_digest(supplied, self.api_key):
+            raise _ApiError(
+                401, "authentication_error", f"Invalid API Key provided: {_mask(supplied)}"
+            )
+
+    def _route(self, method: str, path: str) -> Callable[[Params], Json]:
+        routes: list[tuple[str, str, Callable[..., Json]]] = [
+            ("POST", r"/v1/checkout/sessions", self._api_create),
+            ("GET", r"/v1/checkout/sessions/(?P<session_id>[^/]+)", self._api_retrieve),
+            ("POST", r"/v1/checkout/sessions/(?P<session_id>[^/]+)/expire", self._api_expire),
+        ]
+        for route_method, pattern, handler in routes:
+            match = re.fullmatch(pattern, path)
+            if match and route_method == method:
+                args = {name: unquote(value) for name, value in match.groupdict().items()}
+                return partial(handler, **args)
+        raise _ApiError(
+            404,
+            "invalid_request_error",
+            f"Unrecognized request URL ({method}: {path}). Please see https://stripe.com/docs "
+            "or we can help at https://support.stripe.com/.",
+        )
+
+    def _execute(self, action: Callable[[Params], Json], params: Params) -> _Response:
+        try:
+            return _json_response(200, action(params))
+        except _ApiError as error:
+            return _error_response(error)
+
+    def _api_create(self, params: Params) -> Json:
+        now = _now()
+        request = parse_create_params(params, now)
+        with self._lock:
+            return copy.deepcopy(self._create_session(request, now))
+
+    def _api_retrieve(self, params: Params, *, session_id: str) -> Json:
+        _reject_unknown(params, _READ_PARAMS)
+        with self._lock:
+            return copy.deepcopy(self._existing_session(session_id))
+
+    def _api_expire(self, params: Params, *, session_id: str) -> Json:
+        _reject_unknown(params, _READ_PARAMS)
+        with self._lock:
+            status = self._existing_session(session_id)["status"]
+            if status != "open":
+                raise _ApiError(
+                    400, "invalid_request_error", _not_expirable_message(status), executed=True
+                )
+            return self.expire(session_id)
+
+    def _existing_session(self, session_id: str) -> Json:
+        session = self.sessions.get(session_id)
+        if session is None:
+            raise _ApiError(
+                404,
+                "invalid_request_error",
+                f"No such checkout.session: '{session_id}'",
+                code="resource_missing",
+                param="session",
+                executed=True,
+            )
+        return session
+
+    # internals: hosted page
+
+    def _handle_page(self, method: str, path: str) -> _Response:
+        match = re.fullmatch(r"/c/pay/([^/]+)", path)
+        with self._lock:
+            session = self.sessions.get(unquote(match.group(1))) if match else None
+            snapshot = copy.deepcopy(session) if session else None
+            items = list(self._line_items.get(snapshot["id"], [])) if snapshot else []
+        if snapshot is None:
+            return _html_response(404, _page('<p id="status">No such Checkout Session.</p>'))
+        if method == "GET":
+            return _html_response(200, _checkout_page(snapshot, items))
+        if method != "POST":
+            return _html_response(405, _page("<p>Method not allowed.</p>"))
+        return self._pay(snapshot, items)
+
+    def _pay(self, session: Json, items: list[_LineItem]) -> _Response:
+        try:
+            completed = self.complete(session["id"])
+        except ValueError:  # already paid or expired, e.g. a double submit
+            return _html_response(409, _checkout_page(session, items))
+        self._deliver_quietly("checkout.session.completed", completed)
+        location = completed["success_url"].replace(SESSION_ID_PLACEHOLDER, completed["id"])
+        return _html_response(303, _page("<p>Redirecting…</p>"), {"Location": location})
+
+    def _deliver_quietly(self, event_type: str, session: Json) -> None:
+        url = self.webhook_url
+        if url is None:
+            return
+        try:
+            response = self.deliver(self.event(event_type, session), url)
+        except requests.RequestException as error:
+            self.delivery_errors.append(f"{event_type} to {url}: {error}")
+            return
+        if not response.ok:
+            self.delivery_errors.append(f"{event_type} to {url}: HTTP {response.status_code}")
+
+
+def _decode_params(raw: str) -> tuple[Params, _ApiError | None]:
+    try:
+        return decode_form(parse_qsl(raw, keep_blank_values=True)), None
+    except _ApiError as error:
+        return {}, error
+
+
+def _replay(stored: _StoredResult, request: RecordedRequest, key: str) -> _Response:
+    same = (stored.method, stored.path, stored.params) == (
+        request.method,
+        request.path,
+        request.params,
+    )
+    if not same:
+        error = _ApiError(
+            400,
+            "idempotency_error",
+            "Keys for idempotent requests can only be used with the same parameters they were "
+            f"first used with. Try using a key other than '{key}' if you meant to execute a "
+            "different request.",
+        )
+        return _error_response(error)
+    headers = {
+        "Content-Type": "application/json",
+        "Idempotent-Replayed": "true",
+        "Original-Request": stored.request_id,
+    }
+    return _Response(stored.status, stored.body, headers)
+
+
+def _not_expirable_message(status: str) -> str:
+    return (
+        'Only Checkout Sessions with a status in ["open"] can be expired. '
+        f"This Checkout Session has a status of `{status}`."
+    )
+
+
+def _fault_message(error_type: str) -> str:
+    if error_type == "rate_limit_error":
+        return (
+            "Request rate limit exceeded. Learn more about rate limits here "
+            "https://stripe.com/docs/rate-limits."
+        )
+    return "An unknown error occurred (injected by FakeStripe)."
+
+
+def _mask(key: str) -> str:
+    if len(key) <= 12:
+        return "*" * len(key)
+    return key[:8] + "*" * (len(key) - 12) + key[-4:]
+
+
+def _money(amount: int, currency: str) -> str:
+    if currency == "usd":
+        return f"${amount / 100:,.2f}"
+    return f"{amount / 100:,.2f} {currency.upper()}"
+
+
+def _page(body: str) -> str:
+    return (
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        "<title>Fake Stripe Checkout</title>"
+        "<style>body{font-family:sans-serif;max-width:36rem;margin:2rem auto}"
+        "table{width:100%;border-collapse:collapse}td,th{padding:.3rem;text-align:left}"
+        "</style></head><body><h1>Fake Stripe Checkout</h1>\n"
+        f"{body}\n</body></html>\n"
+    )
+
+
+def _line_item_row(item: _LineItem) -> str:
+    return (
+        f'<tr><td class="name">{html.escape(item.name)}</td>'
+        f'<td class="quantity">{item.quantity}</td>'
+        f'<td class="amount">{html.escape(_money(item.amount, item.currency))}</td></tr>'
+    )
+
+
+def _checkout_page(session: Json, items: list[_LineItem]) -> str:
+    rows = "".join(_line_item_row(item) for item in items)
+    total = _money(int(session["amount_total"]), session["currency"])
+    parts = [
+        '<table id="line-items"><thead><tr><th>Item</th><th>Qty</th><th>Amount</th></tr>'
+        f"</thead><tbody>{rows}</tbody></table>",
+        f'<p>Total: <strong id="total">{html.escape(total)}</strong></p>',
+    ]
+    if session["status"] == "open":
+        action = html.escape(f"/c/pay/{session['id']}")
+        cancel = html.escape(session["cancel_url"])
+        parts.append(
+            f'<form method="post" action="{action}"><button type="submit" id="pay">Pay</button>'
+            f'</form>\n<p><a id="cancel" href="{cancel}">Cancel</a></p>'
+        )
+    else:
+        status = html.escape(str(session["status"]))
+        parts.append(f'<p id="status">This Checkout Session is {status}.</p>')
+    return _page("\n".join(parts))
+
+
+__all__ = ["FakeStripe", "RecordedRequest", "decode_form", "load_fixtures"]

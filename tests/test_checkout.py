@@ -1,0 +1,177 @@
+import time
+from datetime import timedelta
+
+import pytest
+
+from shop.models import Order, OrderLine, OrderStatus
+from tests.conftest import buy, cart_form, last_order
+
+pytestmark = pytest.mark.django_db
+
+
+def test_buy_creates_pending_order_and_redirects_to_stripe_session(client, products, fake_stripe):
+    response = buy(client, products, 2, 0, 3)
+
+    order = last_order()
+    assert response.status_code == 303
+    assert response["Location"] == fake_stripe.sessions[order.checkout_session_id]["url"]
+    assert order.status == OrderStatus.PENDING
+    assert order.amount_total == 2 * products[0].unit_amount + 3 * products[2].unit_amount
+    assert [(line.product_id, line.quantity, line.unit_amount) for line in order.lines.all()] == [
+        (products[0].pk, 2, products[0].unit_amount),
+        (products[2].pk, 3, products[2].unit_amount),
+    ]
+
+
+def test_checkout_session_parameters_follow_stripe_rules(client, products, fake_stripe):
+    before = time.time()
+    buy(client, products, 1, 2, 0)
+    order = last_order()
+
+    (request,) = fake_stripe.requests_to("POST", "/v1/checkout/sessions")
+    params = request.params
+    assert params["mode"] == "payment"
+    assert params["client_reference_id"] == order.reference
+    assert params["metadata"] == {"order_id": order.reference}
+    assert params["success_url"].endswith("/checkout/success/?session_id={CHECKOUT_SESSION_ID}")
+    assert params["cancel_url"].startswith("http://testserver/")
+    assert 30 * 60 <= int(params["expires_at"]) - before <= 60 * 60
+    assert params["line_items"] == [
+        {"price_data": {"currency": "usd", "unit_amount": str(products[0].unit_amount),
+                        "product_data": {"name": products[0].name}}, "quantity": "1"},
+        {"price_data": {"currency": "usd", "unit_amount": str(products[1].unit_amount),
+                        "product_data": {"name": products[1].name}}, "quantity": "2"},
+    ]
+    assert request.idempotency_key == f"checkout-session-{order.reference}"
+
+
+def test_server_prices_the_cart_ignoring_prices_sent_by_the_browser(client, products, fake_stripe):
+    form = cart_form(products, 1, 0, 0) | {"price": "1", "amount_total": "1", "unit_amount": "1"}
+    client.post("/checkout/", form)
+
+    assert last_order().amount_total == products[0].unit_amount
+
+
+def test_same_cart_again_reuses_the_open_session(client, products, fake_stripe):
+    first = buy(client, products, 1, 1, 0)
+    second = buy(client, products, 1, 1, 0)
+
+    assert second.status_code == 303
+    assert second["Location"] == first["Location"]
+    assert Order.objects.count() == 1
+    assert len(fake_stripe.requests_to("POST", "/v1/checkout/sessions")) == 1
+
+
+def test_different_cart_expires_the_previous_session_first(client, products, fake_stripe):
+    buy(client, products, 1, 0, 0)
+    first = last_order()
+    buy(client, products, 2, 0, 0)
+    second = last_order()
+
+    first.refresh_from_db()
+    assert first.status == OrderStatus.EXPIRED
+    assert fake_stripe.sessions[first.checkout_session_id]["status"] == "expired"
+    assert second.status == OrderStatus.PENDING
+    paths = [r.path for r in fake_stripe.requests if r.method == "POST"]
+    assert paths == [
+        "/v1/checkout/sessions",
+        f"/v1/checkout/sessions/{first.checkout_session_id}/expire",
+        "/v1/checkout/sessions",
+    ]
+
+
+def test_different_cart_after_paying_the_previous_one_keeps_it_paid(client, products, fake_stripe):
+    buy(client, products, 1, 0, 0)
+    first = last_order()
+    fake_stripe.complete(first.checkout_session_id)  # paid, but the webhook has not arrived yet
+
+    response = buy(client, products, 0, 1, 0)
+
+    first.refresh_from_db()
+    assert first.status == OrderStatus.PAID
+    assert response.status_code == 303
+    assert last_order().status == OrderStatus.PENDING
+
+
+def test_same_cart_after_its_session_nearly_expired_gets_a_new_session(client, products, fake_stripe):
+    buy(client, products, 1, 0, 0)
+    first = last_order()
+    Order.objects.filter(pk=first.pk).update(checkout_expires_at=first.created_at + timedelta(minutes=5))
+
+    buy(client, products, 1, 0, 0)
+
+    assert Order.objects.count() == 2
+    first.refresh_from_db()
+    assert first.status == OrderStatus.EXPIRED
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        {},
+        {"quantity-1": "0", "quantity-2": "0", "quantity-3": "0"},
+        {"quantity-1": "-1"},
+        {"quantity-1": "100"},
+        {"quantity-1": "1.5"},
+        {"quantity-1": "abc"},
+        {"quantity-1": "1e2"},
+        {"quantity-1": "٣"},  # a digit, but not an ASCII one
+        {"quantity-1": " 1 2"},
+        {"quantity-999": "1"},
+        {"quantity-x": "1"},
+        {"quantity-": "1"},
+    ],
+)
+def test_bad_cart_is_rejected_with_400_and_nothing_is_stored(client, products, fake_stripe, form):
+    response = client.post("/checkout/", form)
+
+    assert response.status_code == 400
+    assert b'id="cart-error"' in response.content
+    assert Order.objects.count() == 0
+    assert OrderLine.objects.count() == 0
+    assert fake_stripe.requests == []
+    assert "sessionid" not in response.cookies
+
+
+def test_duplicate_quantity_field_is_rejected(client, products, fake_stripe):
+    response = client.post("/checkout/", f"quantity-{products[0].pk}=1&quantity-{products[0].pk}=2",
+                           content_type="application/x-www-form-urlencoded")
+
+    assert response.status_code == 400
+    assert Order.objects.count() == 0
+
+
+def test_inactive_product_cannot_be_bought(client, products, fake_stripe):
+    products[0].active = False
+    products[0].save()
+
+    response = buy(client, products, 1, 0, 0)
+
+    assert response.status_code == 400
+    assert Order.objects.count() == 0
+
+
+def test_checkout_requires_csrf_token(products, fake_stripe):
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    response = client.post("/checkout/", cart_form(products, 1, 0, 0))
+
+    assert response.status_code == 403
+    assert Order.objects.count() == 0
+    assert fake_stripe.requests == []
+
+
+def test_checkout_with_csrf_token_from_the_page_works(products, fake_stripe):
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    page = client.get("/")
+    token = page.context["csrf_token"]
+    response = client.post("/checkout/", cart_form(products, 1, 0, 0) | {"csrfmiddlewaretoken": str(token)})
+
+    assert response.status_code == 303
+
+
+def test_checkout_only_accepts_post(client, products):
+    assert client.get("/checkout/").status_code == 405
