@@ -1,0 +1,205 @@
+"""Races with real commits: threads (and two app-server processes) hitting one database."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+from django.db import connection, connections
+from django.test import Client
+
+from shop.models import Order, OrderStatus, OrderTransition, WebhookEvent
+from tests.conftest import WEBHOOK_URL, buy, last_order
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def in_threads(count, work):
+    """Run work(i) in `count` threads released at once; each thread closes its DB connection."""
+    import threading
+
+    barrier = threading.Barrier(count)
+
+    def run(i):
+        try:
+            barrier.wait(timeout=30)
+            return work(i)
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(run, range(count)))
+
+
+def signed_post(client, fake, event):
+    body = json.dumps(event).encode()
+    return client.post(WEBHOOK_URL, data=body, content_type="application/json",
+                       HTTP_STRIPE_SIGNATURE=fake.sign(body))
+
+
+@pytest.fixture
+def order(products, fake_stripe):
+    client = Client()
+    buy(client, products, 1, 1, 0)
+    order = last_order()
+    fake_stripe.complete(order.checkout_session_id)
+    order.client = client
+    return order
+
+
+def test_forty_threads_delivering_the_same_event_pay_once(order, fake_stripe):
+    event = fake_stripe.session_event("checkout.session.completed", order.checkout_session_id)
+
+    statuses = in_threads(40, lambda i: signed_post(Client(), fake_stripe, event).status_code)
+
+    assert statuses == [200] * 40
+    assert OrderTransition.objects.filter(order=order, to_status="paid").count() == 1
+    assert WebhookEvent.objects.get().processed_at is not None
+    order.refresh_from_db()
+    assert order.status == OrderStatus.PAID
+
+
+def test_twenty_distinct_events_for_one_session_pay_once(order, fake_stripe):
+    events = [fake_stripe.session_event("checkout.session.completed", order.checkout_session_id)
+              for _ in range(20)]
+
+    statuses = in_threads(20, lambda i: signed_post(Client(), fake_stripe, events[i]).status_code)
+
+    assert statuses == [200] * 20
+    assert OrderTransition.objects.filter(order=order, to_status="paid").count() == 1
+    assert WebhookEvent.objects.filter(processed_at__isnull=False).count() == 20
+
+
+def test_webhook_racing_the_success_page_pays_once(order, fake_stripe):
+    event = fake_stripe.session_event("checkout.session.completed", order.checkout_session_id)
+    success_url = f"/checkout/success/?session_id={order.checkout_session_id}"
+
+    def work(i):
+        if i % 2:
+            return signed_post(Client(), fake_stripe, event).status_code
+        return order.client.get(success_url).status_code
+
+    statuses = in_threads(10, work)
+
+    assert statuses == [200] * 10
+    assert OrderTransition.objects.filter(order=order, to_status="paid").count() == 1
+
+
+def test_ten_simultaneous_buys_of_one_cart_share_one_session(products, fake_stripe):
+    browser = Client()
+    browser.get("/")
+    buy(browser, products, 0, 0, 1)  # gives the browser its session and an open order
+    cookies = browser.cookies
+
+    def work(i):
+        tab = Client()
+        tab.cookies = cookies
+        return buy(tab, products, 2, 1, 0)
+
+    responses = in_threads(10, work)
+
+    assert [r.status_code for r in responses] == [303] * 10
+    assert len({r["Location"] for r in responses}) == 1
+    open_sessions = [s for s in fake_stripe.sessions.values() if s["status"] == "open"]
+    assert len(open_sessions) == 1
+    assert Order.objects.filter(status=OrderStatus.PENDING, released_at__isnull=True).count() == 1
+    assert Order.objects.filter(cart_key=last_order().cart_key).count() == 1
+
+
+def test_two_tabs_with_different_carts_leave_one_payable_session(products, fake_stripe):
+    browser = Client()
+    buy(browser, products, 1, 0, 0)
+    cookies = browser.cookies
+
+    def work(i):
+        tab = Client()
+        tab.cookies = cookies
+        return buy(tab, products, 0, i + 1, 0).status_code
+
+    statuses = in_threads(6, work)
+
+    assert set(statuses) <= {303, 409}
+    assert 303 in statuses
+    open_sessions = [s for s in fake_stripe.sessions.values() if s["status"] == "open"]
+    assert len(open_sessions) <= 1
+    assert Order.objects.filter(status=OrderStatus.PENDING, released_at__isnull=True).count() == 1
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _database_url():
+    s = connection.settings_dict
+    if s["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{s['NAME']}"
+    return f"postgres://{s['USER']}:{s['PASSWORD'] or ''}@{s['HOST']}:{s['PORT']}/{s['NAME']}"
+
+
+@pytest.fixture
+def two_app_servers(fake_stripe, tmp_path):
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DATABASE_URL": _database_url(),
+        "DJANGO_DEBUG": "false",
+        "DJANGO_SECRET_KEY": "app-server-test-secret-key-0123456789-abcdefghijklmnop",
+        "DJANGO_SECURE_SSL_REDIRECT": "false",
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
+        "STRIPE_SECRET_KEY": fake_stripe.api_key,
+        "STRIPE_API_BASE": fake_stripe.url,
+        "STRIPE_WEBHOOK_SECRET": fake_stripe.webhook_secret,
+    }
+    ports = [_free_port(), _free_port()]
+    servers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{port}",
+             "--workers", "2", "--threads", "4", "--log-level", "warning"],
+            env=env, cwd=Path(__file__).resolve().parents[1],
+            stdout=subprocess.DEVNULL, stderr=open(tmp_path / f"gunicorn-{port}.log", "wb"),
+        )
+        for port in ports
+    ]
+    try:
+        deadline = time.monotonic() + 30
+        for port in ports:
+            while True:
+                try:
+                    if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200:
+                        break
+                except (requests.ConnectionError, requests.Timeout):
+                    pass
+                assert time.monotonic() < deadline, "app servers did not start"
+                time.sleep(0.1)
+        yield [f"http://127.0.0.1:{port}" for port in ports]
+    finally:
+        for server in servers:
+            server.terminate()
+        for server in servers:
+            server.wait(timeout=20)
+
+
+def test_two_app_processes_receiving_duplicates_pay_once(order, fake_stripe, two_app_servers):
+    event = fake_stripe.session_event("checkout.session.completed", order.checkout_session_id)
+    body = json.dumps(event).encode()
+    connections.close_all()  # the servers need the database more than this thread does
+
+    def work(i):
+        url = two_app_servers[i % 2] + WEBHOOK_URL
+        return requests.post(url, data=body, timeout=30, headers={
+            "Content-Type": "application/json", "Stripe-Signature": fake_stripe.sign(body)}).status_code
+
+    statuses = in_threads(16, work)
+
+    assert statuses == [200] * 16
+    assert OrderTransition.objects.filter(order=order, to_status="paid").count() == 1
+    order.refresh_from_db()
+    assert order.status == OrderStatus.PAID

@@ -1,0 +1,76 @@
+import pytest
+from django.test import Client
+
+from shop.models import OrderStatus
+from tests.conftest import buy, last_order
+
+pytestmark = pytest.mark.django_db
+
+
+def test_demo_purchase_end_to_end(client, products, demo):
+    page = client.get("/").content.decode()
+    assert 'id="demo-banner"' in page
+
+    response = buy(client, products, 1, 1, 1)
+    order = last_order()
+    assert response.status_code == 303
+    assert response["Location"] == f"/demo/checkout/{order.checkout_session_id}/"
+
+    checkout = client.get(response["Location"]).content.decode()
+    assert "Demo — no real payment" in checkout
+    total = sum(p.unit_amount for p in products)
+    assert f"${total // 100}.{total % 100:02d}" in checkout
+
+    paid = client.post(response["Location"], {"action": "pay"})
+    assert paid.status_code == 303
+    success = client.get(paid["Location"])
+    order.refresh_from_db()
+    assert order.status == OrderStatus.PAID
+    assert order.transitions.get().cause == "demo_payment"
+    assert 'data-status="paid"' in success.content.decode()
+    assert f'data-order-id="{order.reference}" data-status="paid"' in client.get("/").content.decode()
+
+
+def test_demo_cancel_leaves_order_unpaid(client, products, demo):
+    response = buy(client, products, 1, 0, 0)
+    cancelled = client.post(response["Location"], {"action": "cancel"})
+
+    assert cancelled["Location"] == "/?notice=cancelled"
+    assert last_order().status == OrderStatus.PENDING
+
+
+def test_demo_pay_twice_is_one_payment(client, products, demo):
+    response = buy(client, products, 1, 0, 0)
+    client.post(response["Location"], {"action": "pay"})
+    client.post(response["Location"], {"action": "pay"})
+
+    assert last_order().transitions.filter(to_status="paid").count() == 1
+
+
+def test_demo_checkout_of_another_browser_is_not_found(client, products, demo):
+    response = buy(client, products, 1, 0, 0)
+
+    stranger = Client()
+    stranger.get("/")
+    assert stranger.get(response["Location"]).status_code == 404
+    assert stranger.post(response["Location"], {"action": "pay"}).status_code == 404
+    assert last_order().status == OrderStatus.PENDING
+
+
+def test_demo_pages_do_not_exist_in_stripe_mode(client, products, fake_stripe):
+    buy(client, products, 1, 0, 0)
+    order = last_order()
+    response = client.post(f"/demo/checkout/{order.checkout_session_id}/", {"action": "pay"})
+
+    assert response.status_code == 404
+    order.refresh_from_db()
+    assert order.status == OrderStatus.PENDING
+
+
+def test_demo_mode_makes_no_network_calls(client, products, demo, fake_stripe_server, settings):
+    settings.STRIPE_SECRET_KEY = ""
+    fake_stripe_server.reset()
+    response = buy(client, products, 1, 0, 0)
+    client.post(response["Location"], {"action": "pay"})
+
+    assert fake_stripe_server.requests == []

@@ -1,0 +1,219 @@
+import pytest
+from django.test import Client
+
+from shop.models import Order, OrderStatus, Product
+from tests.conftest import buy, last_order, pay
+
+pytestmark = pytest.mark.django_db
+
+
+def test_migrations_create_three_products_with_integer_cent_prices(products):
+    assert len(products) == 3
+    assert all(isinstance(p.unit_amount, int) and p.unit_amount > 0 for p in products)
+
+
+def test_storefront_shows_products_prices_and_one_form(client, products):
+    page = client.get("/").content.decode()
+
+    assert page.count('<form method="post"') == 1
+    for product in products:
+        assert product.name in page
+        assert f'name="quantity-{product.pk}"' in page
+    assert "$12.50" in page  # 1250 cents
+    assert 'id="my-orders"' in page
+
+
+def test_storefront_for_first_time_visitor_creates_no_session(client, products, django_assert_num_queries):
+    with django_assert_num_queries(1):  # the products
+        response = client.get("/")
+    assert "sessionid" not in response.cookies
+
+
+def test_success_page_without_webhook_marks_order_paid(client, products, fake_stripe):
+    buy(client, products, 1, 0, 0)
+    order = last_order()
+    fake_stripe.complete(order.checkout_session_id)
+
+    response = client.get(f"/checkout/success/?session_id={order.checkout_session_id}")
+
+    order.refresh_from_db()
+    assert response.status_code == 200
+    assert order.status == OrderStatus.PAID
+    assert 'data-status="paid"' in response.content.decode()
+    page = client.get("/").content.decode()
+    assert f'data-order-id="{order.reference}" data-status="paid"' in page
+
+
+def test_success_page_before_payment_says_processing_and_changes_nothing(client, products, fake_stripe):
+    buy(client, products, 1, 0, 0)
+    order = last_order()
+
+    response = client.get(f"/checkout/success/?session_id={order.checkout_session_id}")
+
+    assert response.status_code == 200
+    assert "being processed" in response.content.decode()
+    order.refresh_from_db()
+    assert order.status == OrderStatus.PENDING
+
+
+def test_success_page_then_webhook_is_still_one_payment(client, products, fake_stripe):
+    buy(client, products, 1, 0, 0)
+    order = last_order()
+    fake_stripe.complete(order.checkout_session_id)
+    client.get(f"/checkout/success/?session_id={order.checkout_session_id}")
+
+    from tests.conftest import post_event
+
+    post_event(client, fake_stripe, fake_stripe.session_event("checkout.session.completed", order.checkout_session_id))
+
+    assert order.transitions.filter(to_status="paid").count() == 1
+
+
+def test_another_browsers_session_id_changes_nothing_and_calls_no_stripe(client, products, fake_stripe):
+    buy(client, products, 1, 0, 0)
+    order = last_order()
+    fake_stripe.complete(order.checkout_session_id)
+    fake_stripe.requests.clear()
+
+    stranger = Client()
+    response = stranger.get(f"/checkout/success/?session_id={order.checkout_session_id}")
+
+    assert response.status_code == 303
+    assert response["Location"] == "/?notice=unknown-session"
+    order.refresh_from_db()
+    assert order.status == OrderStatus.PENDING
+    assert fake_stripe.requests == []
+    assert order.reference not in stranger.get("/").content.decode()
+
+
+@pytest.mark.parametrize("query", ["", "?session_id=", "?session_id=cs_test_nope", "?session_id=<script>"])
+def test_success_page_with_unknown_session_redirects_with_notice(client, products, fake_stripe, query):
+    buy(client, products, 1, 0, 0)
+    response = client.get(f"/checkout/success/{query}")
+
+    assert response.status_code == 303
+    assert "unknown-session" in response["Location"]
+
+
+def test_success_page_when_stripe_is_down_shows_processing(client, products, fake_stripe):
+    buy(client, products, 1, 0, 0)
+    order = last_order()
+    fake_stripe.fail_next(3)
+
+    response = client.get(f"/checkout/success/?session_id={order.checkout_session_id}")
+
+    assert response.status_code == 200
+    assert "being processed" in response.content.decode()
+
+
+def test_cancel_returns_to_storefront_with_notice(client, products):
+    response = client.get("/?notice=cancelled")
+    assert "Checkout cancelled" in response.content.decode()
+
+
+def test_my_orders_are_private_to_each_browser(products, fake_stripe):
+    alice, bob = Client(), Client()
+    buy(alice, products, 1, 0, 0)
+    order = last_order()
+    pay(alice, fake_stripe, order)
+
+    assert order.reference in alice.get("/").content.decode()
+    assert order.reference not in bob.get("/").content.decode()
+    buy(bob, products, 0, 1, 0)
+    assert order.reference not in bob.get("/").content.decode()
+
+
+def test_my_orders_lists_only_paid_and_refunded_newest_first(client, products, fake_stripe):
+    references = []
+    for quantity in (1, 2, 3):
+        buy(client, products, quantity, 0, 0)
+        order = last_order()
+        pay(client, fake_stripe, order)
+        references.append(order.reference)
+    buy(client, products, 9, 0, 0)  # pending: not shown
+
+    page = client.get("/").content.decode()
+
+    positions = [page.index(ref) for ref in reversed(references)]
+    assert positions == sorted(positions)
+    assert last_order().reference not in page
+    assert page.count("<article") == 3
+
+
+def _paid_orders(customer_key, count, product):
+    from django.utils import timezone
+
+    orders = Order.objects.bulk_create(
+        Order(customer_key=customer_key, status=OrderStatus.PAID, currency="usd",
+              amount_total=product.unit_amount, cart_key=str(i), paid_at=timezone.now(),
+              checkout_expires_at=timezone.now())
+        for i in range(count)
+    )
+    from shop.models import OrderLine
+
+    OrderLine.objects.bulk_create(
+        OrderLine(order=o, product=product, product_name=product.name, unit_amount=product.unit_amount,
+                  quantity=1)
+        for o in Order.objects.filter(customer_key=customer_key, status=OrderStatus.PAID)
+    )
+    return orders
+
+
+def test_storefront_query_count_is_bounded_with_many_orders(client, products, fake_stripe,
+                                                              django_assert_max_num_queries):
+    buy(client, products, 1, 0, 0)
+    key = last_order().customer_key
+    _paid_orders(key, 60, products[0])
+
+    with django_assert_max_num_queries(4):  # session, products, orders, their lines
+        page = client.get("/").content.decode()
+
+    assert page.count("<article") == 10
+    assert 'rel="next"' in page
+
+
+def test_my_orders_pages_through_the_whole_history(client, products, fake_stripe):
+    buy(client, products, 1, 0, 0)
+    key = last_order().customer_key
+    _paid_orders(key, 25, products[0])
+    expected = list(Order.objects.filter(customer_key=key, status="paid").order_by("-id")
+                    .values_list("reference", flat=True))
+
+    seen, url = [], "/"
+    while url:
+        response = client.get(url)
+        orders = [o.reference for o in response.context["orders"]]
+        seen += orders
+        cursor = response.context["next_cursor"]
+        url = f"/?before={cursor}" if cursor else None
+
+    assert seen == expected
+
+
+def test_healthz_answers_when_database_is_up(client, db):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.content == b"ok\n"
+
+
+def test_product_price_change_does_not_change_placed_orders(client, products, fake_stripe):
+    buy(client, products, 2, 0, 0)
+    order = last_order()
+    Product.objects.filter(pk=products[0].pk).update(unit_amount=99999)
+
+    line = order.lines.get()
+    assert line.unit_amount == products[0].unit_amount
+    assert order.amount_total == 2 * products[0].unit_amount
+
+
+def test_admin_lists_orders_products_and_events(admin_client, client, products, fake_stripe):
+    buy(client, products, 1, 0, 0)
+    order = last_order()
+    pay(client, fake_stripe, order)
+
+    for url in ["/admin/shop/product/", "/admin/shop/order/?status__exact=paid",
+                f"/admin/shop/order/{order.pk}/change/", "/admin/shop/webhookevent/",
+                "/admin/shop/webhookdelivery/"]:
+        assert admin_client.get(url).status_code == 200, url
+    page = admin_client.get(f"/admin/shop/order/{order.pk}/change/").content.decode()
+    assert 'name="amount_total"' not in page  # money is read-only
