@@ -39,7 +39,7 @@ test-postgres: install ## The whole suite on a throwaway PostgreSQL cluster (ski
 
 lint: install ## ruff and mypy
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check . || true
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
 
 bench: install ## Load-test the shop with wrk and write docs/benchmarks.md

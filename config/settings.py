@@ -45,7 +45,9 @@ if not SECRET_KEY:
         )
     SECRET_KEY = _DEV_SECRET_KEY
 elif not DEBUG and (len(SECRET_KEY) < 32 or SECRET_KEY.startswith("django-insecure")):
-    raise ImproperlyConfigured("DJANGO_SECRET_KEY is too weak for production: use 50 random characters.")
+    raise ImproperlyConfigured(
+        "DJANGO_SECRET_KEY is too weak for production: use 50 random characters."
+    )
 
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
@@ -173,7 +175,9 @@ if not ADMIN_URL:
 
     # Not guessable, yet stable across restarts and servers: derived from the secret key.
     # `python manage.py admin_url` prints it.
-    ADMIN_URL = "admin-" + hashlib.sha256(("admin-url:" + SECRET_KEY).encode()).hexdigest()[:16] + "/"
+    ADMIN_URL = (
+        "admin-" + hashlib.sha256(("admin-url:" + SECRET_KEY).encode()).hexdigest()[:16] + "/"
+    )
 if not ADMIN_URL.endswith("/"):
     ADMIN_URL += "/"
 
@@ -203,8 +207,11 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
-        "shop": {"handlers": ["console"], "level": os.environ.get("SHOP_LOG_LEVEL", "INFO"),
-                 "propagate": False},
+        "shop": {
+            "handlers": ["console"],
+            "level": os.environ.get("SHOP_LOG_LEVEL", "INFO"),
+            "propagate": False,
+        },
         "stripe": {"level": "WARNING"},
     },
 }

@@ -32,31 +32,47 @@ class ReadOnlyInline(admin.TabularInline):
 
 class OrderLineInline(ReadOnlyInline):
     model = OrderLine
-    fields = ["product_name", "unit_amount", "quantity"]
-    readonly_fields = fields
+    fields = readonly_fields = ("product_name", "unit_amount", "quantity")
 
 
 class OrderTransitionInline(ReadOnlyInline):
     model = OrderTransition
-    fields = ["created_at", "from_status", "to_status", "cause", "event_id"]
-    readonly_fields = fields
+    fields = readonly_fields = ("created_at", "from_status", "to_status", "cause", "event_id")
 
 
 @admin.register(Order)
 class OrderAdmin(admin.ModelAdmin):
-    list_display = ["reference", "status", "amount_total", "currency", "needs_review", "created_at",
-                    "paid_at"]
+    list_display = [
+        "reference",
+        "status",
+        "amount_total",
+        "currency",
+        "needs_review",
+        "created_at",
+        "paid_at",
+    ]
     list_filter = ["status", "needs_review", "created_at"]
     search_fields = ["reference", "checkout_session_id", "payment_intent_id"]
     date_hierarchy = "created_at"
     inlines = [OrderLineInline, OrderTransitionInline]
     # Money and Stripe facts only change through the payment code, never by hand.
     readonly_fields = [
-        "reference", "customer_key", "status", "currency", "amount_total", "cart_key",
-        "checkout_session_id", "checkout_url", "checkout_expires_at", "released_at",
-        "payment_intent_id", "created_at", "updated_at", "paid_at",
+        "reference",
+        "customer_key",
+        "status",
+        "currency",
+        "amount_total",
+        "cart_key",
+        "checkout_session_id",
+        "checkout_url",
+        "checkout_expires_at",
+        "released_at",
+        "payment_intent_id",
+        "created_at",
+        "updated_at",
+        "paid_at",
     ]
-    fields = readonly_fields[:3] + ["needs_review", "review_reason"] + readonly_fields[3:]
+    fields = [*readonly_fields[:3], "needs_review", "review_reason", *readonly_fields[3:]]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -70,8 +86,16 @@ class WebhookEventAdmin(admin.ModelAdmin):
     list_display = ["event_id", "type", "received_at", "processed_at", "outcome", "attempts"]
     list_filter = ["type", ("processed_at", admin.EmptyFieldListFilter)]
     search_fields = ["event_id"]
-    readonly_fields = ["event_id", "type", "payload", "received_at", "processed_at", "outcome",
-                       "error", "attempts"]
+    readonly_fields = [
+        "event_id",
+        "type",
+        "payload",
+        "received_at",
+        "processed_at",
+        "outcome",
+        "error",
+        "attempts",
+    ]
     actions = ["replay"]
 
     @admin.action(description="Process selected events again (already processed ones are skipped)")
@@ -87,11 +111,28 @@ class WebhookEventAdmin(admin.ModelAdmin):
 
 @admin.register(WebhookDelivery)
 class WebhookDeliveryAdmin(admin.ModelAdmin):
-    list_display = ["received_at", "event_type", "event_id", "signature_valid", "processed", "outcome"]
+    list_display = [
+        "received_at",
+        "event_type",
+        "event_id",
+        "signature_valid",
+        "processed",
+        "outcome",
+    ]
     list_filter = ["signature_valid", "processed", "event_type"]
     search_fields = ["event_id"]
-    readonly_fields = ["received_at", "remote_addr", "headers", "body", "signature_valid", "event_id",
-                       "event_type", "processed", "outcome", "error"]
+    readonly_fields = [
+        "received_at",
+        "remote_addr",
+        "headers",
+        "body",
+        "signature_valid",
+        "event_id",
+        "event_type",
+        "processed",
+        "outcome",
+        "error",
+    ]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

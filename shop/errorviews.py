@@ -5,21 +5,29 @@ from django.template import loader
 
 PAGES = {
     400: ("Something in that request was not right", "Go back to the shop and try again."),
-    403: ("That request was refused",
-          "If you were buying, reload the shop page and press Buy again. Nothing was charged."),
+    403: (
+        "That request was refused",
+        "If you were buying, reload the shop page and press Buy again. Nothing was charged.",
+    ),
     404: ("We could not find that page", "The shop is one click away."),
-    429: ("Too many attempts",
-          "You tried that a lot in a short time. Wait a minute, then try again. Nothing was charged."),
-    500: ("Something went wrong on our side",
-          "Nothing was charged twice. Please try again in a minute; if you paid, your order is safe "
-          "and will appear under My Orders."),
+    429: (
+        "Too many attempts",
+        "You tried that a lot in a short time. Wait a minute, then try again. Nothing was charged.",
+    ),
+    500: (
+        "Something went wrong on our side",
+        "Nothing was charged twice. Please try again in a minute; if you paid, your order is safe "
+        "and will appear under My Orders.",
+    ),
 }
 
 
 def error_page(request: HttpRequest, status: int) -> HttpResponse:
     title, advice = PAGES[status]
     # Rendered without a RequestContext so a broken context processor cannot break the page.
-    body = loader.render_to_string("shop/error.html", {"status": status, "title": title, "advice": advice})
+    body = loader.render_to_string(
+        "shop/error.html", {"status": status, "title": title, "advice": advice}
+    )
     return HttpResponse(body, status=status)
 
 

@@ -21,7 +21,8 @@ class ContentSecurityPolicyMiddleware:
 def policy(checkout_origin: str) -> str:
     # Chromium applies form-action to the redirect after a form post, so the checkout origin
     # (where Buy redirects to) must be listed.
-    return "; ".join([
+    return "; ".join(
+        [
             "default-src 'self'",
             "script-src 'self'",
             "style-src 'self'",
@@ -32,4 +33,5 @@ def policy(checkout_origin: str) -> str:
             "base-uri 'none'",
             f"form-action 'self' {checkout_origin}",
             "frame-ancestors 'none'",
-        ])
+        ]
+    )

@@ -126,12 +126,14 @@ class OrderLine(models.Model):
                 condition=Q(quantity__gte=1) & Q(quantity__lte=MAX_QUANTITY),
                 name="order_line_quantity_in_range",
             ),
-            models.CheckConstraint(condition=Q(unit_amount__gte=1), name="order_line_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(unit_amount__gte=1), name="order_line_amount_positive"
+            ),
             models.UniqueConstraint(fields=["order", "product"], name="order_line_product_once"),
         ]
 
     def __str__(self) -> str:
-        return f"{self.product_name} × {self.quantity}"
+        return f"{self.product_name} × {self.quantity}"  # noqa: RUF001
 
     @property
     def line_total(self) -> int:

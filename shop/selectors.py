@@ -1,6 +1,7 @@
 """Reading what pages show."""
 
 from dataclasses import dataclass
+
 from django.db.models import Prefetch, QuerySet
 
 from shop.models import Order, OrderLine, OrderStatus, Product
@@ -36,7 +37,9 @@ def orders_for_customer(*, customer_key: str | None, before: str | None = None) 
         .prefetch_related(
             Prefetch(
                 "lines",
-                queryset=OrderLine.objects.only("order_id", "product_name", "unit_amount", "quantity"),
+                queryset=OrderLine.objects.only(
+                    "order_id", "product_name", "unit_amount", "quantity"
+                ),
             )
         )[: ORDERS_PER_PAGE + 1]
     )

@@ -53,7 +53,9 @@ def limit_body(max_bytes: int) -> Callable[..., Any]:
             except ValueError:
                 return HttpResponse("Bad Content-Length.", status=400, content_type="text/plain")
             if length > max_bytes:
-                return HttpResponse("Request body too large.", status=413, content_type="text/plain")
+                return HttpResponse(
+                    "Request body too large.", status=413, content_type="text/plain"
+                )
             return view(request, *args, **kwargs)
 
         return wrapped
@@ -121,7 +123,11 @@ def demo_checkout(request: HttpRequest, session_id: str) -> HttpResponse:
     )
     if order is None:
         raise Http404("No such checkout.")
-    return render(request, "shop/demo_checkout.html", {"order": order, "payable": order.status == OrderStatus.PENDING})
+    return render(
+        request,
+        "shop/demo_checkout.html",
+        {"order": order, "payable": order.status == OrderStatus.PENDING},
+    )
 
 
 @csrf_exempt
@@ -151,18 +157,28 @@ def healthz(request: HttpRequest) -> HttpResponse:
 
 
 def _storefront(
-    request: HttpRequest, *, notice: str | None = None, error: str | None = None,
-    status: int = 200, posted: Any = None,
+    request: HttpRequest,
+    *,
+    notice: str | None = None,
+    error: str | None = None,
+    status: int = 200,
+    posted: Any = None,
 ) -> HttpResponse:
     products = list(products_for_sale())
     for product in products:
         raw = posted.get(cart_field_name(product.pk), "") if posted is not None else ""
         product.field_name = cart_field_name(product.pk)  # type: ignore[attr-defined]
         product.posted = raw if isinstance(raw, str) and raw.isdigit() and len(raw) <= 2 else "0"  # type: ignore[attr-defined]
-    page = orders_for_customer(customer_key=_customer_key(request), before=request.GET.get("before"))
+    page = orders_for_customer(
+        customer_key=_customer_key(request), before=request.GET.get("before")
+    )
     context = {
-        "products": products, "orders": page.orders, "next_cursor": page.next_cursor,
-        "notice": notice, "error": error, "paged": bool(request.GET.get("before")),
+        "products": products,
+        "orders": page.orders,
+        "next_cursor": page.next_cursor,
+        "notice": notice,
+        "error": error,
+        "paged": bool(request.GET.get("before")),
     }
     return render(request, "shop/storefront.html", context, status=status)
 

@@ -21,7 +21,9 @@ def fake_stripe_server() -> Iterator[FakeStripe]:
 
 
 @pytest.fixture
-def fake_stripe(fake_stripe_server: FakeStripe, settings: Any, monkeypatch: pytest.MonkeyPatch) -> FakeStripe:
+def fake_stripe(
+    fake_stripe_server: FakeStripe, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> FakeStripe:
     """Real-mode shop: the real stripe SDK over real HTTP to the local fake Stripe."""
     fake_stripe_server.reset()
     settings.STRIPE_SECRET_KEY = fake_stripe_server.api_key
@@ -63,15 +65,27 @@ def last_order() -> Order:
 
 
 def post_event(
-    client: Client, fake: FakeStripe, event: dict[str, Any], *, secret: str | None = None,
+    client: Client,
+    fake: FakeStripe,
+    event: dict[str, Any],
+    *,
+    secret: str | None = None,
     signature: str | None = None,
 ) -> Any:
     body = json.dumps(event).encode()
-    headers = {"HTTP_STRIPE_SIGNATURE": signature if signature is not None else fake.sign(body, secret=secret)}
+    headers = {
+        "HTTP_STRIPE_SIGNATURE": signature
+        if signature is not None
+        else fake.sign(body, secret=secret)
+    }
     return client.post(WEBHOOK_URL, data=body, content_type="application/json", **headers)
 
 
 def pay(client: Client, fake: FakeStripe, order: Order, **kw: Any) -> Any:
     """The customer pays on Stripe's page and Stripe sends checkout.session.completed."""
     fake.complete(order.checkout_session_id or "", **kw)
-    return post_event(client, fake, fake.session_event("checkout.session.completed", order.checkout_session_id or ""))
+    return post_event(
+        client,
+        fake,
+        fake.session_event("checkout.session.completed", order.checkout_session_id or ""),
+    )

@@ -520,6 +520,7 @@ class FakeStripe:
         self._idempotency: dict[str, _StoredResult] = {}
         self._line_items: dict[str, list[_LineItem]] = {}
         self._payment_intents: dict[str, str] = {}
+        self._intent_statuses: dict[str, str] = {}
         self._charges: dict[str, str] = {}
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -573,6 +574,7 @@ class FakeStripe:
             self._idempotency.clear()
             self._line_items.clear()
             self._payment_intents.clear()
+            self._intent_statuses.clear()
             self._charges.clear()
             self.webhook_url = None
 
@@ -918,7 +920,37 @@ class FakeStripe:
     def _api_retrieve(self, params: Params, *, session_id: str) -> Json:
         _reject_unknown(params, _READ_PARAMS)
         with self._lock:
-            return copy.deepcopy(self._existing_session(session_id))
+            session = copy.deepcopy(self._existing_session(session_id))
+            expand = params.get("expand") or []
+            if "payment_intent" in expand and isinstance(session.get("payment_intent"), str):
+                session["payment_intent"] = self._payment_intent_object(session)
+            return session
+
+    def fail_payment(self, session_id: str) -> Json:
+        """An async payment (bank debit) failed: the session stays complete and unpaid, and its
+        payment intent goes back to requires_payment_method."""
+        with self._lock:
+            session = self._session(session_id)
+            if session["status"] != "complete" or session["payment_status"] != "unpaid":
+                raise ValueError(f"{session_id} is not awaiting an async payment")
+            self._intent_statuses[session["payment_intent"]] = "requires_payment_method"
+            return copy.deepcopy(session)
+
+    def _payment_intent_object(self, session: Json) -> Json:
+        intent = copy.deepcopy(self._fixtures["payment_intent"])
+        default = "succeeded" if session["payment_status"] == "paid" else "processing"
+        intent.update(
+            id=session["payment_intent"],
+            amount=session["amount_total"],
+            amount_received=session["amount_total"] if default == "succeeded" else 0,
+            currency=session["currency"],
+            status=self._intent_statuses.get(session["payment_intent"], default),
+            client_secret=None,
+            last_payment_error=None,
+            canceled_at=None,
+            metadata={},
+        )
+        return intent
 
     def _api_expire(self, params: Params, *, session_id: str) -> Json:
         _reject_unknown(params, _READ_PARAMS)

@@ -42,26 +42,59 @@ def postgres_cluster(bin_dir: str = DEFAULT_BIN) -> Iterator[str]:
     server = None
     try:
         subprocess.run(
-            [f"{bin_dir}/initdb", "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8",
-             "--no-sync"],
-            check=True, stdout=subprocess.DEVNULL, **user_kwargs,
+            [
+                f"{bin_dir}/initdb",
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            **user_kwargs,
         )
         server = subprocess.Popen(
-            [f"{bin_dir}/postgres", "-D", str(data), "-p", str(port), "-k", str(base),
-             "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
-             "-c", "full_page_writes=off", "-c", "max_connections=200"],
-            stdout=log, stderr=subprocess.STDOUT, **user_kwargs,
+            [
+                f"{bin_dir}/postgres",
+                "-D",
+                str(data),
+                "-p",
+                str(port),
+                "-k",
+                str(base),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=200",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            **user_kwargs,
         )
         deadline = time.monotonic() + 30
         while True:
             ready = subprocess.run(
                 [f"{bin_dir}/pg_isready", "-h", "127.0.0.1", "-p", str(port)],
-                stdout=subprocess.DEVNULL, check=False,
+                stdout=subprocess.DEVNULL,
+                check=False,
             )
             if ready.returncode == 0:
                 break
             if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("PostgreSQL did not start:\n" + (base / "server.log").read_text())
+                raise RuntimeError(
+                    "PostgreSQL did not start:\n" + (base / "server.log").read_text()
+                )
             time.sleep(0.1)
         yield f"postgres://postgres@127.0.0.1:{port}/postgres"
     finally:

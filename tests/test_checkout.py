@@ -37,10 +37,22 @@ def test_checkout_session_parameters_follow_stripe_rules(client, products, fake_
     assert params["cancel_url"].startswith("http://testserver/")
     assert 30 * 60 <= int(params["expires_at"]) - before <= 60 * 60
     assert params["line_items"] == [
-        {"price_data": {"currency": "usd", "unit_amount": str(products[0].unit_amount),
-                        "product_data": {"name": products[0].name}}, "quantity": "1"},
-        {"price_data": {"currency": "usd", "unit_amount": str(products[1].unit_amount),
-                        "product_data": {"name": products[1].name}}, "quantity": "2"},
+        {
+            "price_data": {
+                "currency": "usd",
+                "unit_amount": str(products[0].unit_amount),
+                "product_data": {"name": products[0].name},
+            },
+            "quantity": "1",
+        },
+        {
+            "price_data": {
+                "currency": "usd",
+                "unit_amount": str(products[1].unit_amount),
+                "product_data": {"name": products[1].name},
+            },
+            "quantity": "2",
+        },
     ]
     assert request.idempotency_key == f"checkout-session-{order.reference}"
 
@@ -93,10 +105,14 @@ def test_different_cart_after_paying_the_previous_one_keeps_it_paid(client, prod
     assert last_order().status == OrderStatus.PENDING
 
 
-def test_same_cart_after_its_session_nearly_expired_gets_a_new_session(client, products, fake_stripe):
+def test_same_cart_after_its_session_nearly_expired_gets_a_new_session(
+    client, products, fake_stripe
+):
     buy(client, products, 1, 0, 0)
     first = last_order()
-    Order.objects.filter(pk=first.pk).update(checkout_expires_at=first.created_at + timedelta(minutes=5))
+    Order.objects.filter(pk=first.pk).update(
+        checkout_expires_at=first.created_at + timedelta(minutes=5)
+    )
 
     buy(client, products, 1, 0, 0)
 
@@ -134,8 +150,11 @@ def test_bad_cart_is_rejected_with_400_and_nothing_is_stored(client, products, f
 
 
 def test_duplicate_quantity_field_is_rejected(client, products, fake_stripe):
-    response = client.post("/checkout/", f"quantity-{products[0].pk}=1&quantity-{products[0].pk}=2",
-                           content_type="application/x-www-form-urlencoded")
+    response = client.post(
+        "/checkout/",
+        f"quantity-{products[0].pk}=1&quantity-{products[0].pk}=2",
+        content_type="application/x-www-form-urlencoded",
+    )
 
     assert response.status_code == 400
     assert Order.objects.count() == 0
@@ -168,7 +187,9 @@ def test_checkout_with_csrf_token_from_the_page_works(products, fake_stripe):
     client = Client(enforce_csrf_checks=True)
     page = client.get("/")
     token = page.context["csrf_token"]
-    response = client.post("/checkout/", cart_form(products, 1, 0, 0) | {"csrfmiddlewaretoken": str(token)})
+    response = client.post(
+        "/checkout/", cart_form(products, 1, 0, 0) | {"csrfmiddlewaretoken": str(token)}
+    )
 
     assert response.status_code == 303
 

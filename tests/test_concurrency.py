@@ -39,8 +39,12 @@ def in_threads(count, work):
 
 def signed_post(client, fake, event):
     body = json.dumps(event).encode()
-    return client.post(WEBHOOK_URL, data=body, content_type="application/json",
-                       HTTP_STRIPE_SIGNATURE=fake.sign(body))
+    return client.post(
+        WEBHOOK_URL,
+        data=body,
+        content_type="application/json",
+        HTTP_STRIPE_SIGNATURE=fake.sign(body),
+    )
 
 
 @pytest.fixture
@@ -66,8 +70,10 @@ def test_forty_threads_delivering_the_same_event_pay_once(order, fake_stripe):
 
 
 def test_twenty_distinct_events_for_one_session_pay_once(order, fake_stripe):
-    events = [fake_stripe.session_event("checkout.session.completed", order.checkout_session_id)
-              for _ in range(20)]
+    events = [
+        fake_stripe.session_event("checkout.session.completed", order.checkout_session_id)
+        for _ in range(20)
+    ]
 
     statuses = in_threads(20, lambda i: signed_post(Client(), fake_stripe, events[i]).status_code)
 
@@ -161,10 +167,24 @@ def two_app_servers(fake_stripe, tmp_path):
     ports = [_free_port(), _free_port()]
     servers = [
         subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{port}",
-             "--workers", "2", "--threads", "4", "--log-level", "warning"],
-            env=env, cwd=Path(__file__).resolve().parents[1],
-            stdout=subprocess.DEVNULL, stderr=open(tmp_path / f"gunicorn-{port}.log", "wb"),
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "config.wsgi",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                "2",
+                "--threads",
+                "4",
+                "--log-level",
+                "warning",
+            ],
+            env=env,
+            cwd=Path(__file__).resolve().parents[1],
+            stdout=subprocess.DEVNULL,
+            stderr=open(tmp_path / f"gunicorn-{port}.log", "wb"),
         )
         for port in ports
     ]
@@ -173,7 +193,10 @@ def two_app_servers(fake_stripe, tmp_path):
         for port in ports:
             while True:
                 try:
-                    if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200:
+                    if (
+                        requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code
+                        == 200
+                    ):
                         break
                 except (requests.ConnectionError, requests.Timeout):
                     pass
@@ -194,8 +217,15 @@ def test_two_app_processes_receiving_duplicates_pay_once(order, fake_stripe, two
 
     def work(i):
         url = two_app_servers[i % 2] + WEBHOOK_URL
-        return requests.post(url, data=body, timeout=30, headers={
-            "Content-Type": "application/json", "Stripe-Signature": fake_stripe.sign(body)}).status_code
+        return requests.post(
+            url,
+            data=body,
+            timeout=30,
+            headers={
+                "Content-Type": "application/json",
+                "Stripe-Signature": fake_stripe.sign(body),
+            },
+        ).status_code
 
     statuses = in_threads(16, work)
 

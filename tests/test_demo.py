@@ -28,7 +28,9 @@ def test_demo_purchase_end_to_end(client, products, demo):
     assert order.status == OrderStatus.PAID
     assert order.transitions.get().cause == "demo_payment"
     assert 'data-status="paid"' in success.content.decode()
-    assert f'data-order-id="{order.reference}" data-status="paid"' in client.get("/").content.decode()
+    assert (
+        f'data-order-id="{order.reference}" data-status="paid"' in client.get("/").content.decode()
+    )
 
 
 def test_demo_cancel_leaves_order_unpaid(client, products, demo):

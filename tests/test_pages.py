@@ -23,7 +23,9 @@ def test_storefront_shows_products_prices_and_one_form(client, products):
     assert 'id="my-orders"' in page
 
 
-def test_storefront_for_first_time_visitor_creates_no_session(client, products, django_assert_num_queries):
+def test_storefront_for_first_time_visitor_creates_no_session(
+    client, products, django_assert_num_queries
+):
     with django_assert_num_queries(1):  # the products
         response = client.get("/")
     assert "sessionid" not in response.cookies
@@ -44,7 +46,9 @@ def test_success_page_without_webhook_marks_order_paid(client, products, fake_st
     assert f'data-order-id="{order.reference}" data-status="paid"' in page
 
 
-def test_success_page_before_payment_says_processing_and_changes_nothing(client, products, fake_stripe):
+def test_success_page_before_payment_says_processing_and_changes_nothing(
+    client, products, fake_stripe
+):
     buy(client, products, 1, 0, 0)
     order = last_order()
 
@@ -64,12 +68,18 @@ def test_success_page_then_webhook_is_still_one_payment(client, products, fake_s
 
     from tests.conftest import post_event
 
-    post_event(client, fake_stripe, fake_stripe.session_event("checkout.session.completed", order.checkout_session_id))
+    post_event(
+        client,
+        fake_stripe,
+        fake_stripe.session_event("checkout.session.completed", order.checkout_session_id),
+    )
 
     assert order.transitions.filter(to_status="paid").count() == 1
 
 
-def test_another_browsers_session_id_changes_nothing_and_calls_no_stripe(client, products, fake_stripe):
+def test_another_browsers_session_id_changes_nothing_and_calls_no_stripe(
+    client, products, fake_stripe
+):
     buy(client, products, 1, 0, 0)
     order = last_order()
     fake_stripe.complete(order.checkout_session_id)
@@ -86,8 +96,12 @@ def test_another_browsers_session_id_changes_nothing_and_calls_no_stripe(client,
     assert order.reference not in stranger.get("/").content.decode()
 
 
-@pytest.mark.parametrize("query", ["", "?session_id=", "?session_id=cs_test_nope", "?session_id=<script>"])
-def test_success_page_with_unknown_session_redirects_with_notice(client, products, fake_stripe, query):
+@pytest.mark.parametrize(
+    "query", ["", "?session_id=", "?session_id=cs_test_nope", "?session_id=<script>"]
+)
+def test_success_page_with_unknown_session_redirects_with_notice(
+    client, products, fake_stripe, query
+):
     buy(client, products, 1, 0, 0)
     response = client.get(f"/checkout/success/{query}")
 
@@ -144,23 +158,35 @@ def _paid_orders(customer_key, count, product):
     from django.utils import timezone
 
     orders = Order.objects.bulk_create(
-        Order(customer_key=customer_key, status=OrderStatus.PAID, currency="usd",
-              amount_total=product.unit_amount, cart_key=str(i), paid_at=timezone.now(),
-              checkout_expires_at=timezone.now())
+        Order(
+            customer_key=customer_key,
+            status=OrderStatus.PAID,
+            currency="usd",
+            amount_total=product.unit_amount,
+            cart_key=str(i),
+            paid_at=timezone.now(),
+            checkout_expires_at=timezone.now(),
+        )
         for i in range(count)
     )
     from shop.models import OrderLine
 
     OrderLine.objects.bulk_create(
-        OrderLine(order=o, product=product, product_name=product.name, unit_amount=product.unit_amount,
-                  quantity=1)
+        OrderLine(
+            order=o,
+            product=product,
+            product_name=product.name,
+            unit_amount=product.unit_amount,
+            quantity=1,
+        )
         for o in Order.objects.filter(customer_key=customer_key, status=OrderStatus.PAID)
     )
     return orders
 
 
-def test_storefront_query_count_is_bounded_with_many_orders(client, products, fake_stripe,
-                                                              django_assert_max_num_queries):
+def test_storefront_query_count_is_bounded_with_many_orders(
+    client, products, fake_stripe, django_assert_max_num_queries
+):
     buy(client, products, 1, 0, 0)
     key = last_order().customer_key
     _paid_orders(key, 60, products[0])
@@ -176,8 +202,11 @@ def test_my_orders_pages_through_the_whole_history(client, products, fake_stripe
     buy(client, products, 1, 0, 0)
     key = last_order().customer_key
     _paid_orders(key, 25, products[0])
-    expected = list(Order.objects.filter(customer_key=key, status="paid").order_by("-id")
-                    .values_list("reference", flat=True))
+    expected = list(
+        Order.objects.filter(customer_key=key, status="paid")
+        .order_by("-id")
+        .values_list("reference", flat=True)
+    )
 
     seen, url = [], "/"
     while url:
@@ -211,9 +240,13 @@ def test_admin_lists_orders_products_and_events(admin_client, client, products, 
     order = last_order()
     pay(client, fake_stripe, order)
 
-    for url in ["/admin/shop/product/", "/admin/shop/order/?status__exact=paid",
-                f"/admin/shop/order/{order.pk}/change/", "/admin/shop/webhookevent/",
-                "/admin/shop/webhookdelivery/"]:
+    for url in [
+        "/admin/shop/product/",
+        "/admin/shop/order/?status__exact=paid",
+        f"/admin/shop/order/{order.pk}/change/",
+        "/admin/shop/webhookevent/",
+        "/admin/shop/webhookdelivery/",
+    ]:
         assert admin_client.get(url).status_code == 200, url
     page = admin_client.get(f"/admin/shop/order/{order.pk}/change/").content.decode()
     assert 'name="amount_total"' not in page  # money is read-only

@@ -69,9 +69,13 @@ def test_expired_event_marks_pending_order_expired(client, fake_stripe, order):
 
 def test_expired_after_paid_keeps_paid(client, fake_stripe, order):
     pay(client, fake_stripe, order)
-    expired = dict(fake_stripe.sessions[order.checkout_session_id], status="expired", payment_status="unpaid")
+    expired = dict(
+        fake_stripe.sessions[order.checkout_session_id], status="expired", payment_status="unpaid"
+    )
 
-    response = post_event(client, fake_stripe, fake_stripe.event("checkout.session.expired", expired))
+    response = post_event(
+        client, fake_stripe, fake_stripe.event("checkout.session.expired", expired)
+    )
 
     assert response.status_code == 200
     assert status(order) == OrderStatus.PAID
@@ -95,7 +99,9 @@ def test_paid_after_expired_is_flagged_for_review_not_lost(client, fake_stripe, 
 def test_full_refund_marks_paid_order_refunded(client, fake_stripe, order):
     pay(client, fake_stripe, order)
 
-    response = post_event(client, fake_stripe, fake_stripe.charge_refunded(order.checkout_session_id))
+    response = post_event(
+        client, fake_stripe, fake_stripe.charge_refunded(order.checkout_session_id)
+    )
 
     assert response.status_code == 200
     assert status(order) == OrderStatus.REFUNDED
@@ -117,14 +123,20 @@ def test_duplicate_refund_changes_nothing_more(client, fake_stripe, order):
 def test_partial_refund_keeps_order_paid(client, fake_stripe, order):
     pay(client, fake_stripe, order)
 
-    post_event(client, fake_stripe, fake_stripe.charge_refunded(order.checkout_session_id, amount_refunded=100))
+    post_event(
+        client,
+        fake_stripe,
+        fake_stripe.charge_refunded(order.checkout_session_id, amount_refunded=100),
+    )
 
     assert status(order) == OrderStatus.PAID
 
 
 def test_refund_of_pending_order_changes_nothing(client, fake_stripe, order):
     fake_stripe.complete(order.checkout_session_id)  # paid at Stripe, but no event here yet
-    response = post_event(client, fake_stripe, fake_stripe.charge_refunded(order.checkout_session_id))
+    response = post_event(
+        client, fake_stripe, fake_stripe.charge_refunded(order.checkout_session_id)
+    )
 
     assert response.status_code == 200
     assert status(order) == OrderStatus.PENDING
@@ -144,7 +156,9 @@ def test_refunded_order_shows_as_refunded_in_my_orders(client, fake_stripe, orde
     [{"amount_total": 1}, {"currency": "eur"}, {"amount_total": None}],
     ids=["amount", "currency", "missing-amount"],
 )
-def test_amount_or_currency_mismatch_flags_order_and_never_pays(client, fake_stripe, order, tamper, caplog):
+def test_amount_or_currency_mismatch_flags_order_and_never_pays(
+    client, fake_stripe, order, tamper, caplog
+):
     fake_stripe.complete(order.checkout_session_id)
     fake_stripe.set_session_fields(order.checkout_session_id, **tamper)
 
@@ -170,8 +184,12 @@ def test_flagged_orders_are_filterable_in_admin(admin_client, client, fake_strip
 
 
 def test_session_paid_through_unexpected_session_is_flagged(client, fake_stripe, order):
-    other = dict(fake_stripe.sessions[order.checkout_session_id], id="cs_test_other",
-                 status="complete", payment_status="paid")
+    other = dict(
+        fake_stripe.sessions[order.checkout_session_id],
+        id="cs_test_other",
+        status="complete",
+        payment_status="paid",
+    )
     post_event(client, fake_stripe, fake_stripe.event("checkout.session.completed", other))
 
     order.refresh_from_db()
@@ -206,7 +224,9 @@ def test_processing_error_answers_500_keeps_delivery_and_can_be_replayed(
     assert record.processed_at is not None and record.error == ""
 
 
-def test_stripe_retry_after_processing_error_applies_the_event(client, fake_stripe, order, monkeypatch):
+def test_stripe_retry_after_processing_error_applies_the_event(
+    client, fake_stripe, order, monkeypatch
+):
     monkeypatch.setattr(webhooks, "_dispatch", lambda event: 1 / 0)
     fake_stripe.complete(order.checkout_session_id)
     event = fake_stripe.session_event("checkout.session.completed", order.checkout_session_id)
@@ -234,44 +254,70 @@ def test_replay_of_unknown_event_fails_loudly(db):
         call_command("replay_webhook_events", "evt_nope")
 
 
-def test_admin_replay_action_processes_failed_event(admin_client, client, fake_stripe, order, monkeypatch):
+def test_admin_replay_action_processes_failed_event(
+    admin_client, client, fake_stripe, order, monkeypatch
+):
     monkeypatch.setattr(webhooks, "_dispatch", lambda event: 1 / 0)
     fake_stripe.complete(order.checkout_session_id)
-    post_event(client, fake_stripe, fake_stripe.session_event("checkout.session.completed", order.checkout_session_id))
+    post_event(
+        client,
+        fake_stripe,
+        fake_stripe.session_event("checkout.session.completed", order.checkout_session_id),
+    )
     monkeypatch.undo()
     record = WebhookEvent.objects.get()
 
-    admin_client.post("/admin/shop/webhookevent/", {"action": "replay", "_selected_action": [record.pk]})
+    admin_client.post(
+        "/admin/shop/webhookevent/", {"action": "replay", "_selected_action": [record.pk]}
+    )
 
     assert status(order) == OrderStatus.PAID
 
 
 def test_prune_deletes_old_processed_and_forged_deliveries_only(client, fake_stripe, order):
     pay(client, fake_stripe, order)
-    client.post("/stripe/webhook/", data=b"{}", content_type="application/json", HTTP_STRIPE_SIGNATURE="x")
-    WebhookDelivery.objects.create(body="{}", signature_valid=True, processed=False, event_id="evt_failed")
+    client.post(
+        "/stripe/webhook/", data=b"{}", content_type="application/json", HTTP_STRIPE_SIGNATURE="x"
+    )
+    WebhookDelivery.objects.create(
+        body="{}", signature_valid=True, processed=False, event_id="evt_failed"
+    )
     WebhookDelivery.objects.update(received_at=timezone.now() - timedelta(days=40))
-    WebhookDelivery.objects.create(body="{}", signature_valid=True, processed=True, event_id="evt_recent")
+    WebhookDelivery.objects.create(
+        body="{}", signature_valid=True, processed=True, event_id="evt_recent"
+    )
 
     call_command("prune_webhook_deliveries", "--days", "30")
 
-    assert sorted(WebhookDelivery.objects.values_list("event_id", flat=True)) == ["evt_failed", "evt_recent"]
+    assert sorted(WebhookDelivery.objects.values_list("event_id", flat=True)) == [
+        "evt_failed",
+        "evt_recent",
+    ]
 
 
 def test_transition_table_forbids_entering_a_status_twice(order):
     from django.db import IntegrityError, transaction
 
-    OrderTransition.objects.create(order=order, from_status="pending", to_status="paid", cause="test")
+    OrderTransition.objects.create(
+        order=order, from_status="pending", to_status="paid", cause="test"
+    )
     with pytest.raises(IntegrityError), transaction.atomic():
-        OrderTransition.objects.create(order=order, from_status="pending", to_status="paid", cause="test")
+        OrderTransition.objects.create(
+            order=order, from_status="pending", to_status="paid", cause="test"
+        )
 
 
 def test_database_refuses_a_second_open_order_for_one_browser(order):
     from django.db import IntegrityError, transaction
 
     with pytest.raises(IntegrityError), transaction.atomic():
-        Order.objects.create(customer_key=order.customer_key, currency="usd", amount_total=100,
-                             cart_key="x", checkout_expires_at=order.checkout_expires_at)
+        Order.objects.create(
+            customer_key=order.customer_key,
+            currency="usd",
+            amount_total=100,
+            cart_key="x",
+            checkout_expires_at=order.checkout_expires_at,
+        )
 
 
 def test_event_payload_is_stored_for_replay(client, fake_stripe, order):

@@ -14,7 +14,9 @@ def creates(fake):
     return fake.requests_to("POST", "/v1/checkout/sessions")
 
 
-def test_500_once_then_success_makes_one_session_with_one_idempotency_key(client, products, fake_stripe):
+def test_500_once_then_success_makes_one_session_with_one_idempotency_key(
+    client, products, fake_stripe
+):
     fake_stripe.fail_next(1, status=500)
 
     response = buy(client, products, 1, 0, 0)
@@ -92,7 +94,9 @@ def test_failure_to_expire_previous_session_refuses_a_second_one(client, product
     buy(client, products, 1, 0, 0)
     first = last_order()
     # One try and the SDK's two retries all fail.
-    fake_stripe.fail_next(3, status=500, prefix=f"/v1/checkout/sessions/{first.checkout_session_id}")
+    fake_stripe.fail_next(
+        3, status=500, prefix=f"/v1/checkout/sessions/{first.checkout_session_id}"
+    )
 
     response = buy(client, products, 2, 0, 0)
 

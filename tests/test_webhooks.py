@@ -2,7 +2,6 @@ import json
 import time
 
 import pytest
-from django.core.management import call_command
 
 from shop.models import Order, OrderStatus, OrderTransition, WebhookDelivery, WebhookEvent
 from tests.conftest import WEBHOOK_URL, buy, last_order, pay, post_event
@@ -28,7 +27,9 @@ def test_completed_event_marks_order_paid(client, fake_stripe, order):
     assert response.status_code == 200
     assert order.status == OrderStatus.PAID
     assert order.paid_at is not None
-    assert order.payment_intent_id == fake_stripe.sessions[order.checkout_session_id]["payment_intent"]
+    assert (
+        order.payment_intent_id == fake_stripe.sessions[order.checkout_session_id]["payment_intent"]
+    )
     (transition,) = OrderTransition.objects.filter(order=order)
     assert (transition.from_status, transition.to_status) == ("pending", "paid")
     assert transition.cause == "checkout.session.completed"
@@ -73,7 +74,9 @@ def test_completed_but_unpaid_leaves_order_pending(client, fake_stripe, order):
         pytest.param(lambda fake, body: "garbage", id="garbage"),
         pytest.param(lambda fake, body: fake.sign(body, secret="whsec_wrong"), id="wrong-secret"),
         pytest.param(lambda fake, body: fake.sign(body + b" "), id="other-body"),
-        pytest.param(lambda fake, body: fake.sign(body, timestamp=int(time.time()) - 301), id="stale"),
+        pytest.param(
+            lambda fake, body: fake.sign(body, timestamp=int(time.time()) - 301), id="stale"
+        ),
         pytest.param(lambda fake, body: fake.sign(body).replace("v1=", "v0="), id="wrong-scheme"),
         pytest.param(lambda fake, body: "t=notanumber,v1=abc", id="bad-timestamp"),
     ],
@@ -106,8 +109,12 @@ def test_signature_with_rotated_secret_is_accepted(client, fake_stripe, order, s
 
 def test_signed_but_malformed_json_is_rejected(client, fake_stripe):
     for body in [b"{not json", b"[]", b'{"id": "evt_1"}', "\xff".encode("latin-1")]:
-        response = client.post(WEBHOOK_URL, data=body, content_type="application/json",
-                               HTTP_STRIPE_SIGNATURE=fake_stripe.sign(body) if body != b"\xff" else "t=1,v1=0")
+        response = client.post(
+            WEBHOOK_URL,
+            data=body,
+            content_type="application/json",
+            HTTP_STRIPE_SIGNATURE=fake_stripe.sign(body) if body != b"\xff" else "t=1,v1=0",
+        )
         assert response.status_code == 400
     assert WebhookEvent.objects.count() == 0
 
@@ -133,9 +140,16 @@ def test_unknown_event_type_is_acknowledged_and_changes_nothing(client, fake_str
 
 def test_session_that_is_not_ours_is_acknowledged_and_changes_nothing(client, fake_stripe, order):
     foreign = dict(fake_stripe.sessions[order.checkout_session_id])
-    foreign.update(id="cs_test_foreign", client_reference_id="ord_someone_else",
-                   metadata={"order_id": "ord_someone_else"}, status="complete", payment_status="paid")
-    response = post_event(client, fake_stripe, fake_stripe.event("checkout.session.completed", foreign))
+    foreign.update(
+        id="cs_test_foreign",
+        client_reference_id="ord_someone_else",
+        metadata={"order_id": "ord_someone_else"},
+        status="complete",
+        payment_status="paid",
+    )
+    response = post_event(
+        client, fake_stripe, fake_stripe.event("checkout.session.completed", foreign)
+    )
 
     assert response.status_code == 200
     assert Order.objects.get().status == OrderStatus.PENDING
@@ -144,7 +158,9 @@ def test_session_that_is_not_ours_is_acknowledged_and_changes_nothing(client, fa
 def test_session_without_any_order_reference_is_ignored(client, fake_stripe, order):
     foreign = dict(fake_stripe.sessions[order.checkout_session_id])
     foreign.update(client_reference_id=None, metadata={}, status="complete", payment_status="paid")
-    response = post_event(client, fake_stripe, fake_stripe.event("checkout.session.completed", foreign))
+    response = post_event(
+        client, fake_stripe, fake_stripe.event("checkout.session.completed", foreign)
+    )
 
     assert response.status_code == 200
     assert Order.objects.get().status == OrderStatus.PENDING
@@ -153,8 +169,12 @@ def test_session_without_any_order_reference_is_ignored(client, fake_stripe, ord
 def test_webhook_refuses_get_and_non_json(client, fake_stripe):
     assert client.get(WEBHOOK_URL).status_code == 405
     body = b"id=evt_1"
-    response = client.post(WEBHOOK_URL, data=body, content_type="application/x-www-form-urlencoded",
-                           HTTP_STRIPE_SIGNATURE=fake_stripe.sign(body))
+    response = client.post(
+        WEBHOOK_URL,
+        data=body,
+        content_type="application/x-www-form-urlencoded",
+        HTTP_STRIPE_SIGNATURE=fake_stripe.sign(body),
+    )
     assert response.status_code == 415
 
 
@@ -168,8 +188,13 @@ def test_webhook_is_csrf_exempt(fake_stripe, order):
 def test_delivery_is_logged_with_raw_body_and_outcome(client, fake_stripe, order):
     event = completed_event(fake_stripe, order)
     body = json.dumps(event).encode()
-    client.post(WEBHOOK_URL, data=body, content_type="application/json",
-                HTTP_STRIPE_SIGNATURE=fake_stripe.sign(body), HTTP_USER_AGENT="Stripe/1.0")
+    client.post(
+        WEBHOOK_URL,
+        data=body,
+        content_type="application/json",
+        HTTP_STRIPE_SIGNATURE=fake_stripe.sign(body),
+        HTTP_USER_AGENT="Stripe/1.0",
+    )
 
     delivery = WebhookDelivery.objects.get()
     assert delivery.body == body.decode()

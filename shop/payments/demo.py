@@ -5,6 +5,8 @@ pending, complete once it is paid. The demo Pay button goes through the same ful
 function as a real payment; nothing leaves the machine.
 """
 
+from dataclasses import replace
+
 from django.urls import reverse
 
 from shop.models import Order, OrderStatus
@@ -33,13 +35,13 @@ class DemoGateway:
         session = self.retrieve_checkout_session(session_id)
         if session.status != "open":
             raise SessionNotOpen(f"demo session {session_id} is {session.status}")
-        return _with_status(session, status="expired")
+        return replace(session, status="expired")
 
 
 def demo_paid_session(order: Order) -> CheckoutSession:
     """What Stripe would report for this order's session after the customer paid."""
     session = _session_for(order, order.checkout_session_id or demo_session_id(order.reference))
-    return _with_status(session, status="complete", payment_status="paid")
+    return replace(session, status="complete", payment_status="paid")
 
 
 def _session_for(order: Order, session_id: str) -> CheckoutSession:
@@ -59,9 +61,3 @@ def _session_for(order: Order, session_id: str) -> CheckoutSession:
         currency=order.currency,
         payment_intent_id=None,
     )
-
-
-def _with_status(session: CheckoutSession, **changes: str) -> CheckoutSession:
-    from dataclasses import replace
-
-    return replace(session, **changes)

@@ -35,8 +35,13 @@ class StripeGateway:
 
     @classmethod
     def from_settings(cls) -> "StripeGateway":
-        return cls(_client_for(settings.STRIPE_SECRET_KEY, settings.STRIPE_API_BASE,
-                               settings.STRIPE_TIMEOUT_SECONDS))
+        return cls(
+            _client_for(
+                settings.STRIPE_SECRET_KEY,
+                settings.STRIPE_API_BASE,
+                settings.STRIPE_TIMEOUT_SECONDS,
+            )
+        )
 
     def create_checkout_session(self, request: CheckoutRequest) -> CheckoutSession:
         params: SessionCreateParams = {
@@ -90,7 +95,9 @@ class StripeGateway:
                 return call()
             except stripe.RateLimitError:
                 if attempt == RATE_LIMIT_RETRIES:
-                    logger.warning("stripe %s: still rate limited after %d tries", what, attempt + 1)
+                    logger.warning(
+                        "stripe %s: still rate limited after %d tries", what, attempt + 1
+                    )
                     raise PaymentError("Stripe is rate limiting requests.") from None
                 time.sleep(RATE_LIMIT_BACKOFF_SECONDS * (attempt + 1))
             except stripe.InvalidRequestError as exc:
@@ -100,8 +107,9 @@ class StripeGateway:
                 raise PaymentError("Stripe rejected the request.") from None
             except stripe.StripeError as exc:
                 # Messages only, never the exception itself: its repr can carry request headers.
-                logger.warning("stripe %s failed: %s %s", what, type(exc).__name__,
-                               exc.user_message or "")
+                logger.warning(
+                    "stripe %s failed: %s %s", what, type(exc).__name__, exc.user_message or ""
+                )
                 raise PaymentError("Stripe could not be reached.") from None
         raise AssertionError("unreachable")
 
@@ -166,7 +174,11 @@ def parse_event(text: str) -> WebhookEventData:
         raise InvalidWebhook("body is not a JSON object")
     event_id, event_type, inner = data.get("id"), data.get("type"), data.get("data")
     obj = inner.get("object") if isinstance(inner, dict) else None
-    if not (isinstance(event_id, str) and event_id and isinstance(event_type, str)
-            and isinstance(obj, dict)):
+    if not (
+        isinstance(event_id, str)
+        and event_id
+        and isinstance(event_type, str)
+        and isinstance(obj, dict)
+    ):
         raise InvalidWebhook("body is not a Stripe event")
     return WebhookEventData(id=event_id[:255], type=event_type[:100], object=obj, payload=data)

@@ -64,7 +64,9 @@ class CheckoutSession:
             status=str(data.get("status") or ""),
             payment_status=str(data.get("payment_status") or ""),
             order_reference=reference if isinstance(reference, str) else None,
-            amount_total=amount if isinstance(amount, int) and not isinstance(amount, bool) else None,
+            amount_total=amount
+            if isinstance(amount, int) and not isinstance(amount, bool)
+            else None,
             currency=data.get("currency"),
             payment_intent_id=intent_id if isinstance(intent_id, str) else None,
             payment_intent_status=intent_status if isinstance(intent_status, str) else None,

@@ -99,7 +99,9 @@ def checkout_start(
         order_reference=order.reference,
         currency=order.currency,
         lines=tuple(
-            CheckoutLine(name=line.product_name, unit_amount=line.unit_amount, quantity=line.quantity)
+            CheckoutLine(
+                name=line.product_name, unit_amount=line.unit_amount, quantity=line.quantity
+            )
             for line in order.lines.all()
         ),
         success_url=success_url,
@@ -123,13 +125,16 @@ def checkout_start(
 
     saved = Order.objects.filter(
         Q(checkout_session_id__isnull=True) | Q(checkout_session_id=session.id),
-        pk=order.pk, status=OrderStatus.PENDING, released_at__isnull=True,
+        pk=order.pk,
+        status=OrderStatus.PENDING,
+        released_at__isnull=True,
     ).update(checkout_session_id=session.id, checkout_url=session.url or "")
     if not saved:
         # Another tab replaced this cart while Stripe answered: close the session we got.
         _close_checkout(order=order, session_id=session.id, gateway=gateway)
-        raise ShopError("Your cart changed in another tab. Please check it and press Buy again.",
-                        status=409)
+        raise ShopError(
+            "Your cart changed in another tab. Please check it and press Buy again.", status=409
+        )
     logger.info("order %s: checkout session %s", order.reference, session.id)
     return session.url or ""
 
@@ -166,8 +171,11 @@ def _open_order_for_cart_once(*, customer_key: str, cart: PricedCart) -> Order:
     )
     OrderLine.objects.bulk_create(
         OrderLine(
-            order=order, product=line.product, product_name=line.product.name,
-            unit_amount=line.product.unit_amount, quantity=line.quantity,
+            order=order,
+            product=line.product,
+            product_name=line.product.name,
+            unit_amount=line.product.unit_amount,
+            quantity=line.quantity,
         )
         for line in cart.lines
     )

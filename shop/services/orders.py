@@ -49,15 +49,25 @@ def order_transition(
         )
         if moved:
             OrderTransition.objects.create(
-                order=order, from_status=source, to_status=to, cause=cause,
-                event_id=event_id, created_at=now,
+                order=order,
+                from_status=source,
+                to_status=to,
+                cause=cause,
+                event_id=event_id,
+                created_at=now,
             )
     if moved:
         order.status = to
         for name, value in fields.items():
             setattr(order, name, value)
-        logger.info("order %s %s -> %s (%s%s)", order.reference, source, to, cause,
-                    f", event {event_id}" if event_id else "")
+        logger.info(
+            "order %s %s -> %s (%s%s)",
+            order.reference,
+            source,
+            to,
+            cause,
+            f", event {event_id}" if event_id else "",
+        )
     return bool(moved)
 
 
@@ -96,7 +106,9 @@ def order_apply_session(
         moved = order_transition(order=order, to=OrderStatus.FAILED, cause=cause, event_id=event_id)
         return Outcome("failed" if moved else f"no change: order is {order.status}", moved, order)
     if session.status == "expired":
-        moved = order_transition(order=order, to=OrderStatus.EXPIRED, cause=cause, event_id=event_id)
+        moved = order_transition(
+            order=order, to=OrderStatus.EXPIRED, cause=cause, event_id=event_id
+        )
         return Outcome("expired" if moved else f"no change: order is {order.status}", moved, order)
     if session.status == "complete":
         return Outcome("no change: payment is still processing", order=order)
@@ -114,8 +126,12 @@ def _apply_paid(order: Order, session: CheckoutSession, cause: str, event_id: st
         )
         return Outcome("flagged: amount or currency differs from the order", order=order)
     moved = order_transition(
-        order=order, to=OrderStatus.PAID, cause=cause, event_id=event_id,
-        checkout_session_id=session.id, payment_intent_id=session.payment_intent_id or "",
+        order=order,
+        to=OrderStatus.PAID,
+        cause=cause,
+        event_id=event_id,
+        checkout_session_id=session.id,
+        payment_intent_id=session.payment_intent_id or "",
     )
     if moved:
         return Outcome("paid", True, order)
@@ -130,7 +146,12 @@ def _apply_paid(order: Order, session: CheckoutSession, cause: str, event_id: st
 
 
 def order_apply_refund(
-    *, payment_intent_id: str | None, amount: int, amount_refunded: int, cause: str, event_id: str = ""
+    *,
+    payment_intent_id: str | None,
+    amount: int,
+    amount_refunded: int,
+    cause: str,
+    event_id: str = "",
 ) -> Outcome:
     if not payment_intent_id:
         return Outcome("ignored: charge has no payment intent")
@@ -138,8 +159,12 @@ def order_apply_refund(
     if order is None:
         return Outcome("ignored: no paid order for this payment intent")
     if amount_refunded < order.amount_total:
-        logger.info("order %s partially refunded (%d of %d)", order.reference,
-                    amount_refunded, order.amount_total)
+        logger.info(
+            "order %s partially refunded (%d of %d)",
+            order.reference,
+            amount_refunded,
+            order.amount_total,
+        )
         return Outcome("no change: partial refund", order=order)
     moved = order_transition(order=order, to=OrderStatus.REFUNDED, cause=cause, event_id=event_id)
     return Outcome("refunded" if moved else f"no change: order is {order.status}", moved, order)

@@ -43,6 +43,10 @@ def payments_reconcile() -> ReconcileReport:
         outcome = order_apply_session(session=session, cause="reconcile")
         if outcome.changed or outcome.text.startswith("flagged"):
             report.changes.append(f"{order.reference}: {outcome.text}")
-    logger.info("reconcile: %d pending checked, %d changed, %d errors", report.checked,
-                len(report.changes), len(report.errors))
+    logger.info(
+        "reconcile: %d pending checked, %d changed, %d errors",
+        report.checked,
+        len(report.changes),
+        len(report.errors),
+    )
     return report

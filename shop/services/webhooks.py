@@ -38,7 +38,9 @@ class WebhookResult:
     message: str
 
 
-def webhook_receive(*, body: bytes, headers: dict[str, str], remote_addr: str | None) -> WebhookResult:
+def webhook_receive(
+    *, body: bytes, headers: dict[str, str], remote_addr: str | None
+) -> WebhookResult:
     try:
         event = verify_webhook(
             payload=body,
@@ -47,7 +49,9 @@ def webhook_receive(*, body: bytes, headers: dict[str, str], remote_addr: str | 
             tolerance=settings.STRIPE_WEBHOOK_TOLERANCE_SECONDS,
         )
     except InvalidWebhook as exc:
-        _delivery_create(body=body, headers=headers, remote_addr=remote_addr, outcome=f"rejected: {exc}")
+        _delivery_create(
+            body=body, headers=headers, remote_addr=remote_addr, outcome=f"rejected: {exc}"
+        )
         logger.warning("webhook rejected from %s: %s", remote_addr, exc)
         return WebhookResult(400, "invalid webhook")
 
@@ -55,7 +59,8 @@ def webhook_receive(*, body: bytes, headers: dict[str, str], remote_addr: str | 
     delivery = _delivery_create(body=body, headers=headers, remote_addr=remote_addr, event=event)
     result = webhook_event_process(event=event)
     WebhookDelivery.objects.filter(pk=delivery.pk).update(
-        processed=result.status < 300, outcome=result.message[:200],
+        processed=result.status < 300,
+        outcome=result.message[:200],
         error="" if result.status < 300 else result.message,
     )
     return result
@@ -116,7 +121,9 @@ def _dispatch(event: WebhookEventData) -> Outcome:
     if event.type in SESSION_EVENTS:
         session = CheckoutSession.from_stripe_dict(event.object)
         return order_apply_session(
-            session=session, cause=event.type, event_id=event.id,
+            session=session,
+            cause=event.type,
+            event_id=event.id,
             payment_failed=event.type == "checkout.session.async_payment_failed",
         )
     if event.type == "charge.refunded":
@@ -127,14 +134,21 @@ def _dispatch(event: WebhookEventData) -> Outcome:
         intent = charge.get("payment_intent")
         return order_apply_refund(
             payment_intent_id=intent if isinstance(intent, str) else None,
-            amount=amount, amount_refunded=refunded, cause=event.type, event_id=event.id,
+            amount=amount,
+            amount_refunded=refunded,
+            cause=event.type,
+            event_id=event.id,
         )
     return Outcome(f"ignored: {event.type} is not an event this shop handles")
 
 
 def _delivery_create(
-    *, body: bytes, headers: dict[str, str], remote_addr: str | None,
-    event: WebhookEventData | None = None, outcome: str = "",
+    *,
+    body: bytes,
+    headers: dict[str, str],
+    remote_addr: str | None,
+    event: WebhookEventData | None = None,
+    outcome: str = "",
 ) -> WebhookDelivery:
     return WebhookDelivery.objects.create(
         remote_addr=remote_addr,
