@@ -73,6 +73,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_ratelimit.middleware.RatelimitMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -127,14 +128,18 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# After `manage.py collectstatic`, files get content hashes and are cached forever; without it
+# (a fresh checkout) WhiteNoise serves them straight from the app, so the shop still works.
+_COLLECTED = (STATIC_ROOT / "staticfiles.json").exists()
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
-        if not DEBUG
+        if _COLLECTED and not DEBUG
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
 }
+WHITENOISE_USE_FINDERS = DEBUG or not _COLLECTED
 WHITENOISE_AUTOREFRESH = DEBUG
 
 # Sessions identify "this browser" for My Orders; a year keeps a customer's history visible.
@@ -165,9 +170,19 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
-# The checkout form carries three small numbers; anything bigger is not a customer.
-DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024
+# Hard ceiling for any body; the checkout form (16 KiB) and the webhook have their own limits.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 256 * 1024
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 50
+
+# --- Rate limits (django-ratelimit, counted in the cache: set REDIS_URL to share them) ----
+RATELIMIT_ENABLE = env_bool("SHOP_RATELIMIT_ENABLE", True)
+RATELIMIT_VIEW = "shop.errorviews.rate_limited"
+CHECKOUT_RATE_PER_BROWSER = os.environ.get("CHECKOUT_RATE_PER_BROWSER", "10/m")
+CHECKOUT_RATE_PER_IP = os.environ.get("CHECKOUT_RATE_PER_IP", "30/m")
+# Behind a proxy every request comes from the proxy: name the META key that carries the
+# client's address (e.g. HTTP_X_REAL_IP), and only if the proxy always overwrites it.
+SHOP_CLIENT_IP_META_KEY = os.environ.get("SHOP_CLIENT_IP_META_KEY", "REMOTE_ADDR")
+RATELIMIT_IP_META_KEY = "shop.http.client_ip"
 
 ADMIN_URL = os.environ.get("DJANGO_ADMIN_URL", "admin/" if DEBUG else "").strip()
 if not ADMIN_URL:
@@ -189,7 +204,7 @@ STRIPE_TIMEOUT_SECONDS = float(os.environ.get("STRIPE_TIMEOUT_SECONDS", "8"))
 # Optional allow-list of the addresses Stripe sends webhooks from (empty = off).
 STRIPE_WEBHOOK_ALLOWED_IPS = env_list("STRIPE_WEBHOOK_ALLOWED_IPS")
 STRIPE_WEBHOOK_TOLERANCE_SECONDS = 300
-STRIPE_WEBHOOK_MAX_BYTES = 256 * 1024
+STRIPE_WEBHOOK_MAX_BYTES = DATA_UPLOAD_MAX_MEMORY_SIZE
 SHOP_CURRENCY = "usd"
 # Stripe accepts 30 minutes to 24 hours; short keeps abandoned carts from lingering.
 CHECKOUT_SESSION_MINUTES = 45

@@ -17,7 +17,6 @@ ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES["staticfiles"]["BACKEND"] = "django.contrib.staticfiles.storage.StaticFilesStorage"
 STATIC_ROOT = None  # type: ignore[assignment]
-WHITENOISE_USE_FINDERS = True
 
 # Tests never talk to real Stripe: without the fake server, calls go to a closed local port.
 STRIPE_SECRET_KEY = ""
@@ -30,3 +29,6 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {
         "NAME": os.path.join(tempfile.gettempdir(), f"shop-test-{os.getpid()}.sqlite3")
     }
+
+# Rate limits are tested on purpose (tests/test_security.py); elsewhere they would only interfere.
+RATELIMIT_ENABLE = False

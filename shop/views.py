@@ -20,9 +20,11 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_ratelimit.decorators import ratelimit
 
 from shop.cart import cart_field_name, cart_parse
 from shop.errors import ShopError
+from shop.http import client_ip
 from shop.models import Order, OrderStatus
 from shop.payments import demo_mode
 from shop.selectors import orders_for_customer, products_for_sale
@@ -68,8 +70,22 @@ def storefront(request: HttpRequest) -> HttpResponse:
     return _storefront(request, notice=NOTICES.get(request.GET.get("notice", "")))
 
 
+def _browser(group: str, request: HttpRequest) -> str:
+    # Every post that got past CSRF carries the browser's CSRF cookie, set on its first visit.
+    return request.COOKIES.get(settings.CSRF_COOKIE_NAME) or f"ip:{client_ip(request)}"
+
+
 @require_POST
 @limit_body(CHECKOUT_MAX_BYTES)
+@ratelimit(
+    group="checkout-ip", key="ip", rate=lambda g, r: settings.CHECKOUT_RATE_PER_IP, block=True
+)
+@ratelimit(
+    group="checkout-browser",
+    key=_browser,
+    rate=lambda g, r: settings.CHECKOUT_RATE_PER_BROWSER,
+    block=True,
+)
 def checkout(request: HttpRequest) -> HttpResponse:
     try:
         products = {p.pk for p in products_for_sale()}
@@ -134,13 +150,15 @@ def demo_checkout(request: HttpRequest, session_id: str) -> HttpResponse:
 @require_POST
 @limit_body(settings.STRIPE_WEBHOOK_MAX_BYTES)
 def stripe_webhook(request: HttpRequest) -> HttpResponse:
-    content_type = request.content_type or ""
-    if content_type != "application/json":
+    allowed = settings.STRIPE_WEBHOOK_ALLOWED_IPS
+    if allowed and client_ip(request) not in allowed:
+        return JsonResponse({"error": "forbidden"}, status=403)
+    if request.content_type != "application/json":
         return JsonResponse({"error": "expected application/json"}, status=415)
     result = webhook_receive(
         body=request.body,
         headers=dict(request.headers),
-        remote_addr=request.META.get("REMOTE_ADDR"),
+        remote_addr=client_ip(request),
     )
     return JsonResponse({"result": result.message}, status=result.status)
 

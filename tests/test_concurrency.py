@@ -1,21 +1,16 @@
 """Races with real commits: threads (and two app-server processes) hitting one database."""
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 import requests
-from django.db import connection, connections
+from django.db import connections
 from django.test import Client
 
 from shop.models import Order, OrderStatus, OrderTransition, WebhookEvent
 from tests.conftest import WEBHOOK_URL, buy, last_order
+from tests.servers import app_servers
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -137,77 +132,15 @@ def test_two_tabs_with_different_carts_leave_one_payable_session(products, fake_
     assert Order.objects.filter(status=OrderStatus.PENDING, released_at__isnull=True).count() == 1
 
 
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _database_url():
-    s = connection.settings_dict
-    if s["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{s['NAME']}"
-    return f"postgres://{s['USER']}:{s['PASSWORD'] or ''}@{s['HOST']}:{s['PORT']}/{s['NAME']}"
-
-
 @pytest.fixture
 def two_app_servers(fake_stripe, tmp_path):
     env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings",
-        "DATABASE_URL": _database_url(),
-        "DJANGO_DEBUG": "false",
-        "DJANGO_SECRET_KEY": "app-server-test-secret-key-0123456789-abcdefghijklmnop",
-        "DJANGO_SECURE_SSL_REDIRECT": "false",
-        "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
         "STRIPE_SECRET_KEY": fake_stripe.api_key,
         "STRIPE_API_BASE": fake_stripe.url,
         "STRIPE_WEBHOOK_SECRET": fake_stripe.webhook_secret,
     }
-    ports = [_free_port(), _free_port()]
-    servers = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "config.wsgi",
-                "--bind",
-                f"127.0.0.1:{port}",
-                "--workers",
-                "2",
-                "--threads",
-                "4",
-                "--log-level",
-                "warning",
-            ],
-            env=env,
-            cwd=Path(__file__).resolve().parents[1],
-            stdout=subprocess.DEVNULL,
-            stderr=open(tmp_path / f"gunicorn-{port}.log", "wb"),
-        )
-        for port in ports
-    ]
-    try:
-        deadline = time.monotonic() + 30
-        for port in ports:
-            while True:
-                try:
-                    if (
-                        requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code
-                        == 200
-                    ):
-                        break
-                except (requests.ConnectionError, requests.Timeout):
-                    pass
-                assert time.monotonic() < deadline, "app servers did not start"
-                time.sleep(0.1)
-        yield [f"http://127.0.0.1:{port}" for port in ports]
-    finally:
-        for server in servers:
-            server.terminate()
-        for server in servers:
-            server.wait(timeout=20)
+    with app_servers(2, env, tmp_path) as urls:
+        yield urls
 
 
 def test_two_app_processes_receiving_duplicates_pay_once(order, fake_stripe, two_app_servers):

@@ -1,0 +1,19 @@
+"""Small HTTP helpers shared by views and rate limits."""
+
+import ipaddress
+
+from django.conf import settings
+from django.http import HttpRequest
+
+UNKNOWN_IP = "0.0.0.0"  # noqa: S104 - a placeholder value, never bound to
+
+
+def client_ip(request: HttpRequest) -> str:
+    """The customer's address: REMOTE_ADDR, or the header a trusted proxy sets (see settings)."""
+    value = request.META.get(settings.SHOP_CLIENT_IP_META_KEY) or request.META.get("REMOTE_ADDR")
+    # X-Forwarded-For style lists: the trusted proxy appends the address it saw, last.
+    candidate = (value or "").split(",")[-1].strip()
+    try:
+        return str(ipaddress.ip_address(candidate))
+    except ValueError:
+        return UNKNOWN_IP
