@@ -43,7 +43,9 @@ def order_transition(
     now = timezone.now()
     if to == OrderStatus.PAID:
         fields.setdefault("paid_at", now)
-    with transaction.atomic():
+    # No savepoint of its own: inside a caller's transaction the two writes still stand or fall
+    # together with it.
+    with transaction.atomic(savepoint=False):
         moved = Order.objects.filter(pk=order.pk, status=source).update(
             status=to, updated_at=now, **fields
         )

@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from shop.models import WebhookDelivery, WebhookEvent
@@ -70,11 +70,7 @@ def webhook_event_process(*, event: WebhookEventData) -> WebhookResult:
     """Apply one verified event exactly once, however many times and however concurrently it
     arrives."""
     with transaction.atomic():
-        record, _ = WebhookEvent.objects.get_or_create(
-            event_id=event.id, defaults={"type": event.type, "payload": event.payload}
-        )
-        # Deliveries of the same event queue here; the first one through does the work.
-        record = WebhookEvent.objects.select_for_update().get(pk=record.pk)
+        record = _event_record_locked(event)
         if record.processed_at is not None:
             return WebhookResult(200, f"duplicate: {record.outcome}"[:200])
         record.attempts += 1
@@ -92,6 +88,23 @@ def webhook_event_process(*, event: WebhookEventData) -> WebhookResult:
         record.save(update_fields=["attempts", "processed_at", "outcome", "error"])
     logger.info("webhook event %s (%s): %s", event.id, event.type, outcome.text)
     return WebhookResult(200, outcome.text)
+
+
+def _event_record_locked(event: WebhookEventData) -> WebhookEvent:
+    """The event's row, created if new, locked: deliveries of one event queue here and the
+    first one through does the work."""
+    locked = WebhookEvent.objects.select_for_update()
+    record = locked.filter(event_id=event.id).first()
+    if record is None:
+        try:
+            with transaction.atomic():
+                record = WebhookEvent.objects.create(
+                    event_id=event.id, type=event.type, payload=event.payload
+                )
+        except IntegrityError:
+            # A concurrent delivery inserted it first (PostgreSQL waited for its commit).
+            record = locked.get(event_id=event.id)
+    return record
 
 
 def webhook_event_replay(*, record: WebhookEvent) -> WebhookResult:

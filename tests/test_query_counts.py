@@ -1,0 +1,60 @@
+"""Every endpoint costs a constant number of SQL queries, whatever the size of the data."""
+
+import pytest
+from django.test import Client
+
+from tests.conftest import buy, last_order, post_event
+from tests.test_pages import _paid_orders
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def big_history(client, products, fake_stripe):
+    buy(client, products, 1, 0, 0)
+    _paid_orders(last_order().customer_key, 200, products[0])
+    _paid_orders("someone-else", 200, products[1])
+
+
+def test_storefront_first_visit_queries(products, django_assert_num_queries, big_history):
+    with django_assert_num_queries(1):  # products; no session row is read or written
+        Client().get("/")
+
+
+def test_storefront_returning_browser_queries(client, django_assert_num_queries, big_history):
+    with django_assert_num_queries(4):  # session, products, a page of orders, their lines
+        client.get("/")
+    with django_assert_num_queries(4):
+        client.get("/?before=999999")
+
+
+def test_checkout_queries(
+    client, products, fake_stripe, big_history, django_assert_max_num_queries
+):
+    with django_assert_max_num_queries(15):
+        assert buy(client, products, 0, 2, 0).status_code == 303
+    with django_assert_max_num_queries(8):  # the same cart again: no insert, no Stripe call
+        assert buy(client, products, 0, 2, 0).status_code == 303
+
+
+def test_webhook_queries(client, products, fake_stripe, big_history, django_assert_max_num_queries):
+    buy(client, products, 0, 0, 1)
+    order = last_order()
+    fake_stripe.complete(order.checkout_session_id)
+    event = fake_stripe.session_event("checkout.session.completed", order.checkout_session_id)
+
+    with django_assert_max_num_queries(14):
+        assert post_event(client, fake_stripe, event).status_code == 200
+    with django_assert_max_num_queries(8):  # the duplicate
+        assert post_event(client, fake_stripe, event).status_code == 200
+
+
+def test_success_page_queries(
+    client, products, fake_stripe, big_history, django_assert_max_num_queries
+):
+    buy(client, products, 0, 0, 1)
+    order = last_order()
+    fake_stripe.complete(order.checkout_session_id)
+
+    with django_assert_max_num_queries(7):
+        client.get(f"/checkout/success/?session_id={order.checkout_session_id}")
