@@ -200,7 +200,8 @@ if not ADMIN_URL.endswith("/"):
 STRIPE_SECRET_KEY = os.environ.get("STRIPE_SECRET_KEY", "").strip()
 STRIPE_WEBHOOK_SECRETS = env_list("STRIPE_WEBHOOK_SECRET")
 STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE", "").strip().rstrip("/")
-STRIPE_TIMEOUT_SECONDS = float(os.environ.get("STRIPE_TIMEOUT_SECONDS", "8"))
+# 3 tries x 6 s + back-off ~ 20 s per call; a checkout makes at most two calls, well under 45 s.
+STRIPE_TIMEOUT_SECONDS = float(os.environ.get("STRIPE_TIMEOUT_SECONDS", "6"))
 # Optional allow-list of the addresses Stripe sends webhooks from (empty = off).
 STRIPE_WEBHOOK_ALLOWED_IPS = env_list("STRIPE_WEBHOOK_ALLOWED_IPS")
 STRIPE_WEBHOOK_TOLERANCE_SECONDS = 300
