@@ -43,7 +43,7 @@ def test_webhook_queries(client, products, fake_stripe, big_history, django_asse
     fake_stripe.complete(order.checkout_session_id)
     event = fake_stripe.session_event("checkout.session.completed", order.checkout_session_id)
 
-    with django_assert_max_num_queries(14):
+    with django_assert_max_num_queries(15):
         assert post_event(client, fake_stripe, event).status_code == 200
     with django_assert_max_num_queries(8):  # the duplicate
         assert post_event(client, fake_stripe, event).status_code == 200
@@ -56,5 +56,5 @@ def test_success_page_queries(
     order = last_order()
     fake_stripe.complete(order.checkout_session_id)
 
-    with django_assert_max_num_queries(7):
+    with django_assert_max_num_queries(8):
         client.get(f"/checkout/success/?session_id={order.checkout_session_id}")

@@ -142,6 +142,31 @@ def test_refund_of_pending_order_changes_nothing(client, fake_stripe, order):
     assert status(order) == OrderStatus.PENDING
 
 
+def test_refund_that_arrives_before_the_payment_is_applied_once_paid(client, fake_stripe, order):
+    fake_stripe.complete(order.checkout_session_id)
+    refund = fake_stripe.charge_refunded(order.checkout_session_id)
+    post_event(client, fake_stripe, refund)
+    assert status(order) == OrderStatus.PENDING
+
+    send(client, fake_stripe, "checkout.session.completed", order)
+
+    assert status(order) == OrderStatus.REFUNDED
+    assert order.transitions.get(to_status="refunded").event_id == refund["id"]
+
+
+def test_partial_refund_that_arrives_first_keeps_order_paid(client, fake_stripe, order):
+    fake_stripe.complete(order.checkout_session_id)
+    post_event(
+        client,
+        fake_stripe,
+        fake_stripe.charge_refunded(order.checkout_session_id, amount_refunded=100),
+    )
+
+    send(client, fake_stripe, "checkout.session.completed", order)
+
+    assert status(order) == OrderStatus.PAID
+
+
 def test_refunded_order_shows_as_refunded_in_my_orders(client, fake_stripe, order):
     pay(client, fake_stripe, order)
     post_event(client, fake_stripe, fake_stripe.charge_refunded(order.checkout_session_id))

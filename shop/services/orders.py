@@ -12,7 +12,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from shop.models import Order, OrderStatus, OrderTransition
+from shop.models import Order, OrderStatus, OrderTransition, WebhookEvent
 from shop.payments.types import CheckoutSession
 
 logger = logging.getLogger(__name__)
@@ -136,6 +136,7 @@ def _apply_paid(order: Order, session: CheckoutSession, cause: str, event_id: st
         payment_intent_id=session.payment_intent_id or "",
     )
     if moved:
+        _apply_refunds_that_came_first(order)
         return Outcome("paid", True, order)
     order.refresh_from_db(fields=["status"])
     if order.status in {OrderStatus.EXPIRED, OrderStatus.FAILED}:
@@ -170,6 +171,26 @@ def order_apply_refund(
         return Outcome("no change: partial refund", order=order)
     moved = order_transition(order=order, to=OrderStatus.REFUNDED, cause=cause, event_id=event_id)
     return Outcome("refunded" if moved else f"no change: order is {order.status}", moved, order)
+
+
+def _apply_refunds_that_came_first(order: Order) -> None:
+    """Stripe does not order events: a refund may have arrived before the payment it undoes."""
+    if not order.payment_intent_id:
+        return
+    early = WebhookEvent.objects.filter(
+        type="charge.refunded", payload__data__object__payment_intent=order.payment_intent_id
+    )
+    for record in early:
+        charge = record.payload["data"]["object"]
+        amount, refunded = charge.get("amount"), charge.get("amount_refunded")
+        if isinstance(amount, int) and isinstance(refunded, int):
+            order_apply_refund(
+                payment_intent_id=order.payment_intent_id,
+                amount=amount,
+                amount_refunded=refunded,
+                cause="charge.refunded (arrived before payment)",
+                event_id=record.event_id,
+            )
 
 
 def _order_for_session(session: CheckoutSession) -> Order | None:
