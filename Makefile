@@ -17,7 +17,10 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@
 
-install: $(BIN)/.installed ## Create .venv and install pinned dependencies
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund
+
+install: $(BIN)/.installed node_modules/.package-lock.json ## Create .venv and node_modules from the pinned lock files
 
 run: install ## Serve the shop on http://127.0.0.1:$(PORT) (SQLite; demo payments unless STRIPE_SECRET_KEY is set)
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-true} $(BIN)/python manage.py migrate --noinput
@@ -45,5 +48,8 @@ lint: install ## ruff and mypy
 bench: install ## Load-test the shop with wrk and write docs/benchmarks.md
 	$(BIN)/python -m bench.run
 
-clean: ## Remove the virtualenv, the SQLite database and caches
-	rm -rf $(VENV) db.sqlite3 staticfiles .pytest_cache .mypy_cache .ruff_cache
+screenshots: install ## Regenerate docs/screenshots/*.png
+	$(BIN)/python -m pytest tests/browser/test_screenshots.py -q
+
+clean: ## Remove the virtualenv, node_modules, the SQLite database and caches
+	rm -rf $(VENV) node_modules db.sqlite3 staticfiles .pytest_cache .mypy_cache .ruff_cache

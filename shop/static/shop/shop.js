@@ -70,7 +70,6 @@
     cartItems().forEach(function (entry) {
       var input = entry.input;
       var name = entry.item.querySelector("h2").textContent.trim();
-      if (!input) { return; }
       var wrapper = input.parentNode;
       function stepButton(delta, text, label) {
         var button = document.createElement("button");
@@ -83,7 +82,7 @@
         // users reach Buy in one Tab per product; the buttons are for pointers and touch.
         button.tabIndex = -1;
         button.addEventListener("click", function () {
-          var current = quantityOf(input) || 0;
+          var current = parseInt(input.value, 10) || 0;
           input.value = String(Math.min(MAX_QUANTITY, Math.max(0, current + delta)));
           input.dispatchEvent(new Event("input", { bubbles: true }));
         });

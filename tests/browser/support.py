@@ -1,0 +1,169 @@
+"""Helpers the browser tests share: shop actions, test data, axe and screenshots."""
+
+import json
+from datetime import datetime
+from functools import cache
+from importlib import import_module
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+from playwright.sync_api import Locator, Page, expect
+
+from shop.models import Order, OrderLine, OrderStatus, Product
+from shop.services.checkout import cart_price, checkout_start
+from shop.views import CUSTOMER_KEY
+
+ROOT = Path(__file__).resolve().parents[2]
+AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+BLOCKING_IMPACTS = ("serious", "critical")
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 360, "height": 740}
+
+
+def placed_order(
+    *,
+    customer_key: str,
+    lines: list[tuple[Product, int]],
+    created_at: datetime,
+    status: str = OrderStatus.PAID,
+) -> Order:
+    """An order as a past purchase left it: paid (or refunded) with its line snapshot."""
+    order = Order.objects.create(
+        customer_key=customer_key,
+        status=status,
+        currency="usd",
+        amount_total=sum(product.unit_amount * quantity for product, quantity in lines),
+        cart_key=f"test-{created_at.timestamp()}",
+        checkout_expires_at=created_at,
+        created_at=created_at,
+        paid_at=created_at,
+    )
+    OrderLine.objects.bulk_create(
+        OrderLine(
+            order=order,
+            product=product,
+            product_name=product.name,
+            unit_amount=product.unit_amount,
+            quantity=quantity,
+        )
+        for product, quantity in lines
+    )
+    return order
+
+
+def login(page: Page, *, base_url: str, customer_key: str) -> None:
+    """Give the page's browser a session that belongs to `customer_key`, as a past visit would."""
+    store = import_module(settings.SESSION_ENGINE).SessionStore()
+    store[CUSTOMER_KEY] = customer_key
+    store.create()
+    page.context.add_cookies(
+        [
+            {
+                "name": settings.SESSION_COOKIE_NAME,
+                "value": store.session_key or "",
+                "url": base_url,
+                "httpOnly": True,
+                "sameSite": "Lax",
+            }
+        ]
+    )
+
+
+def order_articles(page: Page) -> Locator:
+    return page.locator("#my-orders article[data-order-id]")
+
+
+def quantity_field(page: Page, product: Product) -> Locator:
+    return page.locator(f"#quantity-{product.pk}")
+
+
+def set_quantities(page: Page, products: list[Product], *quantities: int) -> None:
+    for product, quantity in zip(products, quantities, strict=False):
+        quantity_field(page, product).fill(str(quantity))
+
+
+def dollars(cents: int) -> str:
+    return f"${cents // 100:,}.{cents % 100:02d}"
+
+
+def open_demo_checkout(page: Page, products: list[Product], *quantities: int) -> Order:
+    """From the storefront to the demo payment page; return the pending order."""
+    page.goto("/")
+    set_quantities(page, products, *quantities)
+    page.locator("#buy").click()
+    page.wait_for_url("**/demo/checkout/*/")
+    return Order.objects.get(checkout_session_id=page.url.rstrip("/").rsplit("/", 1)[-1])
+
+
+def open_checkout_for(
+    page: Page, *, base_url: str, customer_key: str, quantities: dict[Product, int]
+) -> Order:
+    """Give the page's browser an open (pending) checkout, without the trip through the pages."""
+    login(page, base_url=base_url, customer_key=customer_key)
+    cart = cart_price(quantities={product.pk: n for product, n in quantities.items()})
+    checkout_start(
+        customer_key=customer_key,
+        cart=cart,
+        success_url=base_url + "/checkout/success/",
+        cancel_url=base_url + "/",
+    )
+    return Order.objects.get(customer_key=customer_key, status=OrderStatus.PENDING)
+
+
+def demo_purchase(page: Page, products: list[Product], *quantities: int) -> Order:
+    """Buy and pay in demo mode; return the order, once the success page says it is paid."""
+    order = open_demo_checkout(page, products, *quantities)
+    page.locator("#pay").click()
+    page.wait_for_url("**/checkout/success/?session_id=*")
+    expect(page.locator("#order-result")).to_have_attribute("data-status", "paid")
+    order.refresh_from_db()
+    return order
+
+
+@cache
+def _axe_source() -> str:
+    if not AXE.exists():
+        pytest.fail(f"{AXE} is missing: run `npm ci` at the repository root.")
+    return AXE.read_text(encoding="utf-8")
+
+
+def axe_violations(page: Page) -> list[dict[str, Any]]:
+    """Run axe-core in the page and return its serious and critical violations.
+
+    axe's source goes in through page.evaluate, which Chromium runs over the DevTools protocol
+    outside the page's Content-Security-Policy. The policy under test stays on: add_script_tag
+    would be an inline script the CSP blocks, and a bypass_csp context would switch the policy
+    off and hide any inline script or style our own pages slipped in.
+    """
+    page.evaluate(_axe_source())
+    result = page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
+    return [
+        {
+            "id": v["id"],
+            "impact": v["impact"],
+            "help": v["help"],
+            "targets": [node["target"] for node in v["nodes"]],
+        }
+        for v in result["violations"]
+        if v["impact"] in BLOCKING_IMPACTS
+    ]
+
+
+def assert_accessible(page: Page) -> None:
+    violations = axe_violations(page)
+    assert violations == [], json.dumps(violations, indent=2)
+
+
+def assert_fits_width(page: Page) -> None:
+    overflow = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, f"{page.url} scrolls sideways by {overflow}px"
+
+
+def screenshot(page: Page, name: str, **kwargs: Any) -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), animations="disabled", caret="hide", **kwargs)
+    return path

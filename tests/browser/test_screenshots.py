@@ -1,0 +1,89 @@
+"""The customer's pages at desktop and phone width: screenshots for docs/screenshots/ (rewritten
+on every run), and on each page no sideways scrolling and no serious axe violation."""
+
+from datetime import UTC, datetime
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from shop.models import OrderStatus
+from tests.browser.support import (
+    DESKTOP,
+    PHONE,
+    SCREENSHOTS,
+    assert_accessible,
+    assert_fits_width,
+    open_demo_checkout,
+    placed_order,
+    screenshot,
+    set_quantities,
+)
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.mark.parametrize(
+    "size",
+    [
+        pytest.param("desktop", marks=pytest.mark.browser_context_args(viewport=DESKTOP)),
+        pytest.param(
+            "phone",
+            marks=pytest.mark.browser_context_args(viewport=PHONE, is_mobile=True, has_touch=True),
+        ),
+    ],
+)
+def test_customer_pages_at_desktop_and_phone_width(page: Page, products, customer, size):
+    placed_order(
+        customer_key=customer,
+        lines=[(products[0], 2), (products[2], 1)],
+        created_at=datetime(2025, 3, 11, 15, 9, tzinfo=UTC),
+    )
+    placed_order(
+        customer_key=customer,
+        lines=[(products[1], 1)],
+        created_at=datetime(2025, 3, 14, 16, 42, tzinfo=UTC),
+        status=OrderStatus.REFUNDED,
+    )
+
+    def settle() -> None:
+        page.evaluate("() => document.activeElement && document.activeElement.blur()")
+        page.evaluate("() => document.fonts.ready")
+        assert_fits_width(page)
+
+    page.goto("/")
+    set_quantities(page, products, 2, 1, 0)
+    settle()
+    page.evaluate("() => window.scrollTo(0, 0)")
+    # A phone shows what fits its screen (the total bar sticks to the bottom of it); the
+    # desktop page is short enough to show whole.
+    screenshot(page, f"storefront-{size}", full_page=size == "desktop")
+    assert_accessible(page)
+
+    section = page.locator("#my-orders")
+    expect(section.locator("article")).to_have_count(2)
+    box = section.bounding_box()
+    screenshot(
+        page,
+        f"my-orders-{size}",
+        full_page=True,
+        clip={
+            "x": 0,
+            "y": box["y"] - 16,
+            "width": page.viewport_size["width"],
+            "height": box["height"] + 32,
+        },
+    )
+
+    open_demo_checkout(page, products, 2, 1, 0)
+    settle()
+    screenshot(page, f"checkout-{size}")
+    assert_accessible(page)
+
+    page.locator("#pay").click()
+    expect(page.locator("#order-result")).to_have_attribute("data-status", "paid")
+    settle()
+    screenshot(page, f"success-{size}")
+    assert_accessible(page)
+
+    for name in ("storefront", "my-orders", "checkout", "success"):
+        assert (SCREENSHOTS / f"{name}-{size}.png").stat().st_size < 400_000
