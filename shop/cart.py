@@ -17,12 +17,14 @@ def cart_field_name(product_id: int) -> str:
 
 def cart_parse(data: QueryDict, *, product_ids: set[int]) -> dict[int, int]:
     """Map product id to quantity, or raise ShopError for anything a real form would not send."""
+    # Exact field names only: "quantity-01" is not "quantity-1", and no id is parsed from input.
+    fields = {cart_field_name(pk): pk for pk in product_ids}
     quantities: dict[int, int] = {}
     for name in data:
         if not name.startswith(FIELD_PREFIX):
             continue
-        raw_id = name.removeprefix(FIELD_PREFIX)
-        if not raw_id.isascii() or not raw_id.isdigit() or int(raw_id) not in product_ids:
+        product_id = fields.get(name)
+        if product_id is None:
             raise ShopError("Your cart has a product that is not for sale.")
         values = data.getlist(name)
         if len(values) != 1:
@@ -32,7 +34,7 @@ def cart_parse(data: QueryDict, *, product_ids: set[int]) -> dict[int, int]:
             raw = "0"
         if not _QUANTITY.fullmatch(raw) or int(raw) > MAX_QUANTITY:
             raise ShopError(f"Quantities must be whole numbers from 0 to {MAX_QUANTITY}.")
-        quantities[int(raw_id)] = int(raw)
+        quantities[product_id] = int(raw)
     if not any(quantities.values()):
         raise ShopError("Choose at least one product.")
     return quantities

@@ -1,6 +1,8 @@
 """Small HTTP helpers shared by views and rate limits."""
 
+import codecs
 import ipaddress
+from email.message import Message
 
 from django.conf import settings
 from django.http import HttpRequest
@@ -17,3 +19,17 @@ def client_ip(request: HttpRequest) -> str:
         return str(ipaddress.ip_address(candidate))
     except ValueError:
         return UNKNOWN_IP
+
+
+def is_text_charset(content_type: str) -> bool:
+    """False for a Content-Type whose charset is a codec but not a text encoding (rot13, hex,
+    base64): Django would fail with LookupError. Unknown names are fine, Django ignores them."""
+    message = Message()
+    message["Content-Type"] = content_type
+    charset = message.get_param("charset")
+    if not charset or not isinstance(charset, str):
+        return True
+    try:
+        return codecs.lookup(charset)._is_text_encoding
+    except LookupError:
+        return True

@@ -2,7 +2,9 @@ import functools
 from collections.abc import Callable
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+
+from shop.http import is_text_charset
 
 
 class ContentSecurityPolicyMiddleware:
@@ -35,3 +37,15 @@ def policy(checkout_origin: str) -> str:
             "frame-ancestors 'none'",
         ]
     )
+
+
+class RejectUndecodableCharsetMiddleware:
+    """Answer 400 to a body in a charset that is not a text encoding, before anything parses it."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if not is_text_charset(request.META.get("CONTENT_TYPE", "")):
+            return HttpResponseBadRequest("Unsupported charset.", content_type="text/plain")
+        return self.get_response(request)

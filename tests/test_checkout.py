@@ -196,3 +196,53 @@ def test_checkout_with_csrf_token_from_the_page_works(products, fake_stripe):
 
 def test_checkout_only_accepts_post(client, products):
     assert client.get("/checkout/").status_code == 405
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "quantity-1=0&quantity-01=1",  # a second name for product 1
+        "quantity-" + "1" * 4301 + "=1",  # more digits than int() accepts
+    ],
+)
+def test_field_names_other_than_the_forms_own_are_rejected(client, products, demo, body):
+    response = client.post("/checkout/", body, content_type="application/x-www-form-urlencoded")
+
+    assert response.status_code == 400
+    assert Order.objects.count() == 0
+
+
+@pytest.mark.parametrize("charset", ["rot13", "hex", "base64"])
+def test_body_in_a_non_text_charset_is_a_400(client, products, demo, charset):
+    response = client.generic(
+        "POST",
+        "/checkout/",
+        b'--x\r\nContent-Disposition: form-data; name="quantity-1"\r\n\r\n1\r\n--x--\r\n',
+        content_type=f"multipart/form-data; boundary=x; charset={charset}",
+    )
+
+    assert response.status_code == 400
+    assert Order.objects.count() == 0
+
+
+def test_non_text_charset_with_a_query_string_is_a_400_at_the_wsgi_entry_point(db):
+    import io
+
+    from config.wsgi import application
+
+    statuses = []
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": "/checkout/",
+        "QUERY_STRING": "a=1",
+        "CONTENT_TYPE": "text/plain; charset=rot13",
+        "CONTENT_LENGTH": "0",
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "80",
+        "wsgi.input": io.BytesIO(b""),
+        "wsgi.url_scheme": "http",
+        "wsgi.errors": io.StringIO(),
+    }
+    application(environ, lambda status, headers: statuses.append(status))
+
+    assert statuses == ["400 Bad Request"]

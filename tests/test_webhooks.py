@@ -202,3 +202,73 @@ def test_delivery_is_logged_with_raw_body_and_outcome(client, fake_stripe, order
     assert delivery.outcome == "paid"
     assert delivery.headers["User-Agent"] == "Stripe/1.0"
     assert "Stripe-Signature" in delivery.headers
+
+
+def test_non_ascii_signature_header_is_a_400(client, fake_stripe, order):
+    body = json.dumps(completed_event(fake_stripe, order)).encode()
+    response = client.post(
+        WEBHOOK_URL, data=body, content_type="application/json", HTTP_STRIPE_SIGNATURE="t=0,v1=\x80"
+    )
+    assert response.status_code == 400
+
+
+def test_nul_characters_are_refused_and_the_forged_delivery_still_logged(
+    client, fake_stripe, order
+):
+    body = json.dumps(completed_event(fake_stripe, order)).encode() + b"\x00"
+    unsigned = client.post(WEBHOOK_URL, data=body, content_type="application/json")
+    signed = client.post(
+        WEBHOOK_URL,
+        data=body,
+        content_type="application/json",
+        HTTP_STRIPE_SIGNATURE=fake_stripe.sign(body),
+    )
+
+    assert (unsigned.status_code, signed.status_code) == (400, 400)
+    assert WebhookDelivery.objects.count() == 2
+    assert Order.objects.get().status == OrderStatus.PENDING
+
+
+def test_deeply_nested_signed_body_is_a_400(client, fake_stripe):
+    body = b'{"id": "evt_1", "type": "x", "data": {"object": ' + b"[" * 5000 + b"]" * 5000 + b"}}"
+    response = client.post(
+        WEBHOOK_URL,
+        data=body,
+        content_type="application/json",
+        HTTP_STRIPE_SIGNATURE=fake_stripe.sign(body),
+    )
+    assert response.status_code == 400
+
+
+@pytest.mark.parametrize("metadata", [["ord_x"], True, "ord_x"])
+def test_signed_session_with_malformed_metadata_is_acknowledged(
+    client, fake_stripe, order, metadata
+):
+    session = dict(
+        fake_stripe.sessions[order.checkout_session_id],
+        metadata=metadata,
+        client_reference_id=None,
+        status="complete",
+        payment_status="paid",
+    )
+    response = post_event(
+        client, fake_stripe, fake_stripe.event("checkout.session.completed", session)
+    )
+
+    assert response.status_code == 200
+    assert Order.objects.get().status == OrderStatus.PENDING
+
+
+def test_overlong_payment_intent_id_does_not_break_fulfilment(client, fake_stripe, order):
+    fake_stripe.complete(order.checkout_session_id)
+    session = dict(
+        fake_stripe.sessions[order.checkout_session_id], payment_intent="pi_" + "x" * 300
+    )
+    response = post_event(
+        client, fake_stripe, fake_stripe.event("checkout.session.completed", session)
+    )
+
+    order.refresh_from_db()
+    assert response.status_code == 200
+    assert order.status == OrderStatus.PAID
+    assert order.payment_intent_id == ""

@@ -149,6 +149,8 @@ def verify_webhook(
         raise InvalidWebhook("no webhook secret is configured")
     if not signature:
         raise InvalidWebhook("missing Stripe-Signature header")
+    if not signature.isascii():
+        raise InvalidWebhook("malformed Stripe-Signature header")
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError:
@@ -165,11 +167,19 @@ def verify_webhook(
     return parse_event(text)
 
 
+MAX_JSON_DEPTH = 64
+
+
 def parse_event(text: str) -> WebhookEventData:
+    # PostgreSQL's text and jsonb columns refuse NUL characters; Stripe never sends them.
+    if "\x00" in text or "\\u0000" in text:
+        raise InvalidWebhook("body contains NUL characters")
     try:
         data = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise InvalidWebhook("body is not JSON") from None
+    if _depth(data) > MAX_JSON_DEPTH:
+        raise InvalidWebhook("body is nested too deeply")
     if not isinstance(data, dict):
         raise InvalidWebhook("body is not a JSON object")
     event_id, event_type, inner = data.get("id"), data.get("type"), data.get("data")
@@ -182,3 +192,18 @@ def parse_event(text: str) -> WebhookEventData:
     ):
         raise InvalidWebhook("body is not a Stripe event")
     return WebhookEventData(id=event_id[:255], type=event_type[:100], object=obj, payload=data)
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth, without recursion (a hostile body may be thousands of levels deep)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        deepest = max(deepest, level)
+        if deepest > MAX_JSON_DEPTH:
+            break
+        if isinstance(item, dict):
+            stack.extend((child, level + 1) for child in item.values())
+        elif isinstance(item, list):
+            stack.extend((child, level + 1) for child in item)
+    return deepest

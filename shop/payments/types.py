@@ -49,7 +49,9 @@ class CheckoutSession:
 
     @classmethod
     def from_stripe_dict(cls, data: dict[str, Any]) -> "CheckoutSession":
-        metadata = data.get("metadata") or {}
+        metadata = data.get("metadata")
+        if not isinstance(metadata, dict):
+            metadata = {}
         reference = data.get("client_reference_id") or metadata.get("order_id")
         if metadata.get("order_id") and metadata.get("order_id") != reference:
             # Two names for the order that disagree: trust neither.
@@ -59,7 +61,7 @@ class CheckoutSession:
         intent_status = intent.get("status") if isinstance(intent, dict) else None
         amount = data.get("amount_total")
         return cls(
-            id=str(data.get("id") or ""),
+            id=_stripe_id(data.get("id")) or "",
             url=data.get("url"),
             status=str(data.get("status") or ""),
             payment_status=str(data.get("payment_status") or ""),
@@ -68,9 +70,16 @@ class CheckoutSession:
             if isinstance(amount, int) and not isinstance(amount, bool)
             else None,
             currency=data.get("currency"),
-            payment_intent_id=intent_id if isinstance(intent_id, str) else None,
+            payment_intent_id=_stripe_id(intent_id),
             payment_intent_status=intent_status if isinstance(intent_status, str) else None,
         )
+
+
+def _stripe_id(value: Any) -> str | None:
+    """Stripe ids are short ASCII strings; anything else is treated as absent."""
+    if isinstance(value, str) and 0 < len(value) <= 255 and value.isascii():
+        return value
+    return None
 
 
 @dataclass(frozen=True)

@@ -165,8 +165,13 @@ def _delivery_create(
 ) -> WebhookDelivery:
     return WebhookDelivery.objects.create(
         remote_addr=remote_addr,
-        headers={name: headers[name][:500] for name in KEPT_HEADERS if name in headers},
-        body=body.decode("utf-8", errors="replace"),
+        # Stored as text, NUL-free: PostgreSQL refuses NUL, and forged bodies are kept too.
+        headers={
+            name: headers[name][:500].replace("\x00", "\ufffd")
+            for name in KEPT_HEADERS
+            if name in headers
+        },
+        body=body.decode("utf-8", errors="replace").replace("\x00", "\ufffd"),
         signature_valid=event is not None,
         event_id=event.id if event else "",
         event_type=event.type if event else "",
