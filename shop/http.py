@@ -24,6 +24,8 @@ def client_ip(request: HttpRequest) -> str:
 def is_text_charset(content_type: str) -> bool:
     """False for a Content-Type whose charset is a codec but not a text encoding (rot13, hex,
     base64): Django would fail with LookupError. Unknown names are fine, Django ignores them."""
+    if "charset" not in content_type.lower():
+        return True
     message = Message()
     message["Content-Type"] = content_type
     charset = message.get_param("charset")

@@ -171,10 +171,17 @@ class WebhookEvent(models.Model):
     outcome = models.CharField(max_length=200, blank=True)
     error = models.TextField(blank=True)
     attempts = models.PositiveIntegerField(default=0)
+    # For charge.refunded: the refund may arrive before the payment it undoes (see orders.py).
+    payment_intent_id = models.CharField(max_length=255, blank=True)
 
     class Meta:
         ordering = ["-received_at", "-id"]
         indexes = [
+            models.Index(
+                fields=["payment_intent_id"],
+                name="webhook_event_intent_idx",
+                condition=~Q(payment_intent_id=""),
+            ),
             models.Index(
                 fields=["received_at"],
                 name="webhook_event_unprocessed_idx",

@@ -178,7 +178,7 @@ def _apply_refunds_that_came_first(order: Order) -> None:
     if not order.payment_intent_id:
         return
     early = WebhookEvent.objects.filter(
-        type="charge.refunded", payload__data__object__payment_intent=order.payment_intent_id
+        payment_intent_id=order.payment_intent_id, type="charge.refunded"
     )
     for record in early:
         charge = record.payload["data"]["object"]

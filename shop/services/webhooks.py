@@ -99,12 +99,20 @@ def _event_record_locked(event: WebhookEventData) -> WebhookEvent:
         try:
             with transaction.atomic():
                 record = WebhookEvent.objects.create(
-                    event_id=event.id, type=event.type, payload=event.payload
+                    event_id=event.id,
+                    type=event.type,
+                    payload=event.payload,
+                    payment_intent_id=_refunded_intent(event),
                 )
         except IntegrityError:
             # A concurrent delivery inserted it first (PostgreSQL waited for its commit).
             record = locked.get(event_id=event.id)
     return record
+
+
+def _refunded_intent(event: WebhookEventData) -> str:
+    intent = event.object.get("payment_intent") if event.type == "charge.refunded" else None
+    return intent if isinstance(intent, str) and len(intent) <= 255 else ""
 
 
 def webhook_event_replay(*, record: WebhookEvent) -> WebhookResult:
