@@ -105,6 +105,25 @@ def test_different_cart_after_paying_the_previous_one_keeps_it_paid(client, prod
     assert last_order().status == OrderStatus.PENDING
 
 
+def test_same_cart_after_a_crash_before_stripe_answered_gets_a_new_order(
+    client, products, fake_stripe
+):
+    buy(client, products, 1, 0, 0)
+    crashed = last_order()
+    Order.objects.filter(pk=crashed.pk).update(
+        checkout_session_id=None,
+        checkout_url="",
+        created_at=crashed.created_at - timedelta(minutes=5),
+    )
+
+    response = buy(client, products, 1, 0, 0)
+
+    assert response.status_code == 303
+    crashed.refresh_from_db()
+    assert crashed.status == OrderStatus.EXPIRED
+    assert last_order().pk != crashed.pk
+
+
 def test_same_cart_after_its_session_nearly_expired_gets_a_new_session(
     client, products, fake_stripe
 ):

@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 # An open checkout this close to its end is not handed out again: the customer needs time to pay.
 REUSE_MARGIN = timedelta(minutes=10)
+IN_FLIGHT_WINDOW = timedelta(minutes=1)
 STRIPE_DOWN_MESSAGE = (
     "We could not reach our payment provider, so no payment was started and no money was "
     "taken. Please try again in a minute."
@@ -159,7 +160,15 @@ def _open_order_for_cart_once(*, customer_key: str, cart: PricedCart) -> Order:
         .first()
     )
     if current is not None:
-        if current.cart_key == cart.key and current.checkout_expires_at > now + REUSE_MARGIN:
+        # An order still without a URL is either being sent to Stripe right now (reuse it: the
+        # idempotency key returns the same session) or was abandoned by a crash (replace it:
+        # its expires_at may no longer be the 30 minutes ahead Stripe requires).
+        in_flight = not current.checkout_url and current.created_at > now - IN_FLIGHT_WINDOW
+        if (
+            current.cart_key == cart.key
+            and current.checkout_expires_at > now + REUSE_MARGIN
+            and (current.checkout_url or in_flight)
+        ):
             return current
         Order.objects.filter(pk=current.pk).update(released_at=now)
     order = Order.objects.create(
