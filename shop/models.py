@@ -93,11 +93,8 @@ class Order(models.Model):
             # would not match "status IN (...)" to it and would scan every paid order instead.
             models.Index(fields=["customer_key", "-id"], name="order_customer_history_idx"),
             models.Index(fields=["status", "created_at"], name="order_status_idx"),
-            models.Index(
-                fields=["payment_intent_id"],
-                name="order_payment_intent_idx",
-                condition=~Q(payment_intent_id=""),
-            ),
+            # Plain, not partial: SQLite only uses a partial index it can prove from the query.
+            models.Index(fields=["payment_intent_id"], name="order_intent_idx"),
             models.Index(
                 fields=["customer_key", "status"],
                 name="order_customer_released_idx",
@@ -175,11 +172,7 @@ class WebhookEvent(models.Model):
     class Meta:
         ordering = ["-received_at", "-id"]
         indexes = [
-            models.Index(
-                fields=["payment_intent_id"],
-                name="webhook_event_intent_idx",
-                condition=~Q(payment_intent_id=""),
-            ),
+            models.Index(fields=["payment_intent_id"], name="webhook_event_intent_plain_idx"),
             models.Index(
                 fields=["received_at"],
                 name="webhook_event_unprocessed_idx",

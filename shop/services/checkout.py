@@ -195,7 +195,7 @@ def _close_released_checkouts(*, customer_key: str, gateway: PaymentGateway) -> 
     """Expire the sessions of this browser's replaced carts before it may pay another one."""
     released = Order.objects.filter(
         customer_key=customer_key, status=OrderStatus.PENDING, released_at__isnull=False
-    )
+    ).order_by("id")
     for order in released:
         if order.checkout_session_id:
             _close_checkout(order=order, session_id=order.checkout_session_id, gateway=gateway)
