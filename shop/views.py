@@ -88,8 +88,9 @@ def _browser(group: str, request: HttpRequest) -> str:
 )
 def checkout(request: HttpRequest) -> HttpResponse:
     try:
-        products = {p.pk for p in products_for_sale()}
-        cart = cart_price(quantities=cart_parse(request.POST, product_ids=products))
+        products = {p.pk: p for p in products_for_sale()}
+        quantities = cart_parse(request.POST, product_ids=set(products))
+        cart = cart_price(quantities=quantities, products=products)
         # The browser gets its identity only once it has a valid cart: bad input stores nothing.
         url = checkout_start(
             customer_key=_customer_key(request, create=True) or "",

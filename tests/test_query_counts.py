@@ -31,7 +31,7 @@ def test_storefront_returning_browser_queries(client, django_assert_num_queries,
 def test_checkout_queries(
     client, products, fake_stripe, big_history, django_assert_max_num_queries
 ):
-    with django_assert_max_num_queries(15):
+    with django_assert_max_num_queries(14):
         assert buy(client, products, 0, 2, 0).status_code == 303
     with django_assert_max_num_queries(8):  # the same cart again: no insert, no Stripe call
         assert buy(client, products, 0, 2, 0).status_code == 303

@@ -2,6 +2,7 @@
 
 import hashlib
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -20,6 +21,7 @@ from shop.payments.types import (
     PaymentGateway,
     SessionNotOpen,
 )
+from shop.selectors import products_for_sale
 from shop.services.orders import order_apply_session, order_transition
 
 logger = logging.getLogger(__name__)
@@ -61,13 +63,19 @@ class PricedCart:
         return hashlib.sha256("|".join(parts).encode()).hexdigest()
 
 
-def cart_price(*, quantities: dict[int, int]) -> PricedCart:
-    """Price a cart from the database; the browser only ever says which product and how many."""
+def cart_price(
+    *, quantities: dict[int, int], products: Mapping[int, Product] | None = None
+) -> PricedCart:
+    """Price a cart from the database; the browser only ever says which product and how many.
+
+    `products`: the products for sale, if the caller has just read them.
+    """
     wanted = {pk: qty for pk, qty in quantities.items() if qty > 0}
     if not wanted:
         raise ShopError("Choose at least one product.")
-    products = {p.pk: p for p in Product.objects.filter(pk__in=wanted, active=True)}
-    if len(products) != len(wanted):
+    if products is None:
+        products = {p.pk: p for p in products_for_sale().filter(pk__in=wanted)}
+    if wanted.keys() - products.keys():
         raise ShopError("Your cart has a product that is not for sale.")
     cart = PricedCart(
         lines=tuple(PricedLine(products[pk], wanted[pk]) for pk in sorted(wanted)),
