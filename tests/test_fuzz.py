@@ -404,7 +404,8 @@ def posted_pairs(request: Any) -> list[tuple[str, str]]:
     """The form fields the view was given (none when Django refused to parse the body)."""
     try:
         return [(name, value) for name, values in request.POST.lists() for value in values]
-    except (BadRequest, SuspiciousOperation, MultiPartParserError):
+    except (BadRequest, SuspiciousOperation, MultiPartParserError, LookupError):
+        # LookupError: a non-text charset such as rot13, which the shop refuses before parsing.
         return []
 
 
