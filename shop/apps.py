@@ -4,3 +4,12 @@ from django.apps import AppConfig
 class ShopConfig(AppConfig):
     name = "shop"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from django.db.models.signals import post_delete, post_save
+
+        from shop.models import Product
+        from shop.selectors import products_cache_clear
+
+        post_save.connect(products_cache_clear, sender=Product, dispatch_uid="products-cache")
+        post_delete.connect(products_cache_clear, sender=Product, dispatch_uid="products-cache")

@@ -2,11 +2,14 @@
 
 from dataclasses import dataclass
 
-from django.db.models import Prefetch, QuerySet
+from django.core.cache import cache
+from django.db.models import Prefetch, QuerySet, prefetch_related_objects
 
 from shop.models import Order, OrderLine, OrderStatus, Product
 
 ORDERS_PER_PAGE = 10
+PRODUCTS_CACHE_KEY = "shop:products-for-storefront"
+PRODUCTS_CACHE_SECONDS = 60
 HISTORY_STATUSES = (OrderStatus.PAID, OrderStatus.REFUNDED)
 
 
@@ -14,10 +17,36 @@ def products_for_sale() -> QuerySet[Product]:
     return Product.objects.filter(active=True)
 
 
+def products_for_storefront() -> list[Product]:
+    """The products to show, cached for a minute (and dropped on any product edit in this
+    process): checkout prices every cart from the database again, so a stale list can show an
+    old price for a minute but never charge one."""
+    products = cache.get(PRODUCTS_CACHE_KEY)
+    if products is None:
+        products = list(products_for_sale())
+        cache.set(PRODUCTS_CACHE_KEY, products, PRODUCTS_CACHE_SECONDS)
+    return products
+
+
+def products_cache_clear(**kwargs: object) -> None:
+    cache.delete(PRODUCTS_CACHE_KEY)
+
+
 @dataclass(frozen=True)
 class OrderPage:
     orders: list[Order]
     next_cursor: str | None
+
+
+def order_lines_load(orders: list[Order]) -> None:
+    """Fetch the lines of a page of orders in one query, before they are rendered."""
+    prefetch_related_objects(
+        orders,
+        Prefetch(
+            "lines",
+            queryset=OrderLine.objects.only("order_id", "product_name", "unit_amount", "quantity"),
+        ),
+    )
 
 
 def orders_for_customer(*, customer_key: str | None, before: str | None = None) -> OrderPage:
@@ -32,15 +61,8 @@ def orders_for_customer(*, customer_key: str | None, before: str | None = None) 
     if before and before.isascii() and before.isdigit() and len(before) < 19:
         orders = orders.filter(pk__lt=int(before))
     page = list(
-        orders.order_by("-id")
-        .only("reference", "status", "amount_total", "currency", "created_at", "paid_at")
-        .prefetch_related(
-            Prefetch(
-                "lines",
-                queryset=OrderLine.objects.only(
-                    "order_id", "product_name", "unit_amount", "quantity"
-                ),
-            )
+        orders.order_by("-id").only(
+            "reference", "status", "amount_total", "currency", "created_at", "paid_at"
         )[: ORDERS_PER_PAGE + 1]
     )
     if len(page) <= ORDERS_PER_PAGE:

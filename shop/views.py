@@ -1,5 +1,6 @@
 """HTTP in, HTTP out: every rule lives in services, selectors and the cart parser."""
 
+import hashlib
 import re
 import secrets
 from collections.abc import Callable
@@ -7,6 +8,7 @@ from functools import wraps
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import connection
 from django.http import (
     Http404,
@@ -16,7 +18,9 @@ from django.http import (
 )
 from django.http.response import HttpResponseRedirectBase
 from django.shortcuts import render
+from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils.safestring import mark_safe
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -27,13 +31,20 @@ from shop.errors import ShopError
 from shop.http import client_ip
 from shop.models import Order, OrderStatus
 from shop.payments import demo_mode
-from shop.selectors import orders_for_customer, products_for_sale
+from shop.selectors import (
+    OrderPage,
+    order_lines_load,
+    orders_for_customer,
+    products_for_sale,
+    products_for_storefront,
+)
 from shop.services.checkout import cart_price, checkout_confirm, checkout_start, demo_checkout_pay
 from shop.services.webhooks import webhook_receive
 
 CUSTOMER_KEY = "customer_key"
 SESSION_ID = re.compile(r"cs_[A-Za-z0-9_]{1,250}")
 CHECKOUT_MAX_BYTES = 16 * 1024
+MY_ORDERS_CACHE_SECONDS = 3600
 NOTICES = {
     "cancelled": "Checkout cancelled. Nothing was charged; your cart is below.",
     "unknown-session": "We could not find that checkout in this browser. Nothing was changed.",
@@ -183,7 +194,7 @@ def _storefront(
     status: int = 200,
     posted: Any = None,
 ) -> HttpResponse:
-    products = list(products_for_sale())
+    products = products_for_storefront()
     for product in products:
         raw = posted.get(cart_field_name(product.pk), "") if posted is not None else ""
         product.field_name = cart_field_name(product.pk)  # type: ignore[attr-defined]
@@ -191,15 +202,39 @@ def _storefront(
     page = orders_for_customer(
         customer_key=_customer_key(request), before=request.GET.get("before")
     )
+    paged = bool(request.GET.get("before"))
     context = {
         "products": products,
+        # The product list's markup is cached under what it shows (see storefront.html).
+        "products_version": hashlib.sha256(
+            repr([(p.pk, p.name, p.description, p.unit_amount) for p in products]).encode()
+        ).hexdigest(),
         "orders": page.orders,
         "next_cursor": page.next_cursor,
+        "my_orders": _my_orders_html(page, paged=paged),
         "notice": notice,
         "error": error,
-        "paged": bool(request.GET.get("before")),
+        "paged": paged,
     }
     return render(request, "shop/storefront.html", context, status=status)
+
+
+def _my_orders_html(page: OrderPage, *, paged: bool) -> str:
+    """The My Orders section, cached under what it shows: the lines and amounts of an order
+    never change after checkout, only its status does. References are random, so a key never
+    outlives its order, even in a database whose ids start again."""
+    shown = [(order.pk, order.reference, order.status) for order in page.orders]
+    digest = hashlib.sha256(repr((shown, page.next_cursor, paged)).encode()).hexdigest()
+    key = f"my-orders:{digest}"
+    html = cache.get(key)
+    if html is None:
+        order_lines_load(page.orders)
+        html = render_to_string(
+            "shop/_my_orders.html",
+            {"orders": page.orders, "next_cursor": page.next_cursor, "paged": paged},
+        )
+        cache.set(key, html, MY_ORDERS_CACHE_SECONDS)
+    return mark_safe(html)  # noqa: S308 - our own template's output, rendered just above
 
 
 def _customer_key(request: HttpRequest, *, create: bool = False) -> str | None:

@@ -14,6 +14,16 @@ from tests.fakestripe import FakeStripe
 WEBHOOK_URL = "/stripe/webhook/"
 
 
+@pytest.fixture(autouse=True)
+def _empty_cache() -> Iterator[None]:
+    """The storefront caches fragments: no test sees another's (ids repeat across tests)."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
 @pytest.fixture(scope="session")
 def fake_stripe_server() -> Iterator[FakeStripe]:
     with FakeStripe() as server:

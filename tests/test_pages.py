@@ -2,7 +2,7 @@ import pytest
 from django.test import Client
 
 from shop.models import Order, OrderStatus, Product
-from tests.conftest import buy, last_order, pay
+from tests.conftest import buy, last_order, pay, post_event
 
 pytestmark = pytest.mark.django_db
 
@@ -250,3 +250,14 @@ def test_admin_lists_orders_products_and_events(admin_client, client, products, 
         assert admin_client.get(url).status_code == 200, url
     page = admin_client.get(f"/admin/shop/order/{order.pk}/change/").content.decode()
     assert 'name="amount_total"' not in page  # money is read-only
+
+
+def test_my_orders_shows_a_refund_although_the_section_is_cached(client, products, fake_stripe):
+    buy(client, products, 1, 0, 0)
+    order = last_order()
+    pay(client, fake_stripe, order)
+    assert 'data-status="paid"' in client.get("/").content.decode()
+
+    post_event(client, fake_stripe, fake_stripe.charge_refunded(order.checkout_session_id))
+
+    assert 'data-status="refunded"' in client.get("/").content.decode()

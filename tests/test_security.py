@@ -283,7 +283,7 @@ def test_custom_500_page_hides_everything(products, monkeypatch, settings):
     def explode():
         raise RuntimeError(f"secret detail {settings.SECRET_KEY}")
 
-    monkeypatch.setattr(views, "products_for_sale", explode)
+    monkeypatch.setattr(views, "products_for_storefront", explode)
     client = Client(raise_request_exception=False)
 
     response = client.get("/")

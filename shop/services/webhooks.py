@@ -93,7 +93,10 @@ def webhook_event_process(*, event: WebhookEventData) -> WebhookResult:
 def _event_record_locked(event: WebhookEventData) -> WebhookEvent:
     """The event's row, created if new, locked: deliveries of one event queue here and the
     first one through does the work."""
-    locked = WebhookEvent.objects.select_for_update()
+    # Without the payload: a duplicate delivery needs the outcome, not 5 kB of JSON decoded.
+    locked = WebhookEvent.objects.select_for_update().only(
+        "event_id", "processed_at", "outcome", "error", "attempts"
+    )
     record = locked.filter(event_id=event.id).first()
     if record is None:
         try:
