@@ -83,6 +83,24 @@ def _stripe_id(value: Any) -> str | None:
 
 
 @dataclass(frozen=True)
+class RefundedCharge:
+    """What a charge.refunded event says: which payment, and how much of it is refunded."""
+
+    payment_intent_id: str | None
+    amount_refunded: int | None
+
+    @classmethod
+    def from_stripe_dict(cls, data: dict[str, Any]) -> "RefundedCharge":
+        refunded = data.get("amount_refunded")
+        return cls(
+            payment_intent_id=_stripe_id(data.get("payment_intent")),
+            amount_refunded=refunded
+            if isinstance(refunded, int) and not isinstance(refunded, bool)
+            else None,
+        )
+
+
+@dataclass(frozen=True)
 class WebhookEventData:
     id: str
     type: str

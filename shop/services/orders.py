@@ -13,7 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from shop.models import Order, OrderStatus, OrderTransition, WebhookEvent
-from shop.payments.types import CheckoutSession
+from shop.payments.types import CheckoutSession, RefundedCharge
 
 logger = logging.getLogger(__name__)
 
@@ -148,19 +148,15 @@ def _apply_paid(order: Order, session: CheckoutSession, cause: str, event_id: st
     return Outcome(f"no change: order is {order.status}", order=order)
 
 
-def order_apply_refund(
-    *,
-    payment_intent_id: str | None,
-    amount: int,
-    amount_refunded: int,
-    cause: str,
-    event_id: str = "",
-) -> Outcome:
-    if not payment_intent_id:
+def order_apply_refund(*, charge: RefundedCharge, cause: str, event_id: str = "") -> Outcome:
+    if not charge.payment_intent_id:
         return Outcome("ignored: charge has no payment intent")
-    order = Order.objects.filter(payment_intent_id=payment_intent_id).first()
+    if charge.amount_refunded is None:
+        return Outcome("ignored: charge without a refunded amount")
+    order = Order.objects.filter(payment_intent_id=charge.payment_intent_id).first()
     if order is None:
         return Outcome("ignored: no paid order for this payment intent")
+    amount_refunded = charge.amount_refunded
     if amount_refunded < order.amount_total:
         logger.info(
             "order %s partially refunded (%d of %d)",
@@ -181,16 +177,11 @@ def _apply_refunds_that_came_first(order: Order) -> None:
         payment_intent_id=order.payment_intent_id, type="charge.refunded"
     )
     for record in early:
-        charge = record.payload["data"]["object"]
-        amount, refunded = charge.get("amount"), charge.get("amount_refunded")
-        if isinstance(amount, int) and isinstance(refunded, int):
-            order_apply_refund(
-                payment_intent_id=order.payment_intent_id,
-                amount=amount,
-                amount_refunded=refunded,
-                cause="charge.refunded (arrived before payment)",
-                event_id=record.event_id,
-            )
+        order_apply_refund(
+            charge=RefundedCharge.from_stripe_dict(record.payload["data"]["object"]),
+            cause="charge.refunded (arrived before payment)",
+            event_id=record.event_id,
+        )
 
 
 def _order_for_session(session: CheckoutSession) -> Order | None:

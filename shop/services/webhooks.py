@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from shop.models import WebhookDelivery, WebhookEvent
 from shop.payments.stripe_gateway import parse_event, verify_webhook
-from shop.payments.types import CheckoutSession, InvalidWebhook, WebhookEventData
+from shop.payments.types import CheckoutSession, InvalidWebhook, RefundedCharge, WebhookEventData
 from shop.services.orders import Outcome, order_apply_refund, order_apply_session
 
 logger = logging.getLogger(__name__)
@@ -114,8 +114,9 @@ def _event_record_locked(event: WebhookEventData) -> WebhookEvent:
 
 
 def _refunded_intent(event: WebhookEventData) -> str:
-    intent = event.object.get("payment_intent") if event.type == "charge.refunded" else None
-    return intent if isinstance(intent, str) and len(intent) <= 255 else ""
+    if event.type != "charge.refunded":
+        return ""
+    return RefundedCharge.from_stripe_dict(event.object).payment_intent_id or ""
 
 
 def webhook_event_replay(*, record: WebhookEvent) -> WebhookResult:
@@ -151,15 +152,8 @@ def _dispatch(event: WebhookEventData) -> Outcome:
             payment_failed=event.type == "checkout.session.async_payment_failed",
         )
     if event.type == "charge.refunded":
-        charge = event.object
-        amount, refunded = charge.get("amount"), charge.get("amount_refunded")
-        if not isinstance(amount, int) or not isinstance(refunded, int):
-            return Outcome("ignored: charge without amounts")
-        intent = charge.get("payment_intent")
         return order_apply_refund(
-            payment_intent_id=intent if isinstance(intent, str) else None,
-            amount=amount,
-            amount_refunded=refunded,
+            charge=RefundedCharge.from_stripe_dict(event.object),
             cause=event.type,
             event_id=event.id,
         )
