@@ -202,19 +202,15 @@ def _storefront(
     page = orders_for_customer(
         customer_key=_customer_key(request), before=request.GET.get("before")
     )
-    paged = bool(request.GET.get("before"))
     context = {
         "products": products,
         # The product list's markup is cached under what it shows (see storefront.html).
         "products_version": hashlib.sha256(
             repr([(p.pk, p.name, p.description, p.unit_amount) for p in products]).encode()
         ).hexdigest(),
-        "orders": page.orders,
-        "next_cursor": page.next_cursor,
-        "my_orders": _my_orders_html(page, paged=paged),
+        "my_orders": _my_orders_html(page, paged=bool(request.GET.get("before"))),
         "notice": notice,
         "error": error,
-        "paged": paged,
     }
     return render(request, "shop/storefront.html", context, status=status)
 
