@@ -149,12 +149,12 @@ class Bench:
             [Request("GET", "/")],
             queries=lambda c: c.get("/"),
         )
-        empty = data.browser_session(customer_key="bench-empty")
+        empty = data.browser_cookie(customer_key="bench-empty")
         self.storefront("storefront_empty", "Storefront, returning browser, no orders", empty)
         data.paid_orders_create(
             customer_key="bench-history", count=HISTORY_ORDERS, products=self.products, tag="hist"
         )
-        history = data.browser_session(customer_key="bench-history")
+        history = data.browser_cookie(customer_key="bench-history")
         self.storefront("storefront_1000", "Storefront, browser with 1,000 paid orders", history)
 
         self.checkout_scenarios()
@@ -201,8 +201,8 @@ class Bench:
             "checks": self.checks,
         }
 
-    def storefront(self, key: str, label: str, session: str) -> None:
-        cookie = f"csrftoken={self.csrf_cookie}; sessionid={session}"
+    def storefront(self, key: str, label: str, browser: str) -> None:
+        cookie = f"csrftoken={self.csrf_cookie}; {browser}"
         self.measure(
             key,
             label,
@@ -449,22 +449,24 @@ class Bench:
     def _form(self, cart: dict[int, int]) -> dict[str, str]:
         return {f"quantity-{p.pk}": str(cart.get(p.pk, 0)) for p in self.products}
 
-    def _checkout_request(self, cart: dict[int, int], session: str | None) -> Request:
+    def _checkout_request(self, cart: dict[int, int], browser: str | None) -> Request:
         form = {"csrfmiddlewaretoken": self.csrf_token, **self._form(cart)}
         cookie = f"csrftoken={self.csrf_cookie}"
-        if session:
-            cookie += f"; sessionid={session}"
+        if browser:
+            cookie += f"; {browser}"
         return Request(
             "POST", "/checkout/", {"Cookie": cookie, "Content-Type": FORM}, urlencode(form).encode()
         )
 
     def _checkout_browser(self, cart: dict[int, int]) -> str:
-        """A browser that has started checkout for `cart`; returns its session cookie."""
+        """A browser that has started checkout for `cart`; returns its customer cookie."""
+        from shop.customer import COOKIE_NAME
+
         response = fetch(self.server.port, self._checkout_request(cart, None))
-        session = response.cookies().get("sessionid")
-        if response.status != 303 or not session:
+        value = response.cookies().get(COOKIE_NAME)
+        if response.status != 303 or not value:
             raise RuntimeError(f"checkout answered {response.status}: {response.body[:300]!r}")
-        return session
+        return f"{COOKIE_NAME}={value}"
 
 
 def _webhook_request(body: bytes, signature: str) -> Request:

@@ -1,7 +1,6 @@
 """Test data for the bench, written straight to the database the server under load uses."""
 
 import copy
-import importlib
 import json
 import secrets
 from collections.abc import Iterator, Sequence
@@ -13,19 +12,16 @@ from django.db import connection, transaction
 from django.db.models import Model
 from django.utils import timezone
 
+from shop.customer import COOKIE_NAME, customer_cookie_value
 from shop.models import Order, OrderLine, OrderStatus, Product, WebhookEvent
-from shop.views import CUSTOMER_KEY
 from tests.fakestripe import FakeStripe, load_fixtures
 
 BATCH = 5_000
 
 
-def browser_session(*, customer_key: str) -> str:
-    """A stored session for a browser that has bought before; returns the session cookie."""
-    store = importlib.import_module(settings.SESSION_ENGINE).SessionStore()
-    store[CUSTOMER_KEY] = customer_key
-    store.create()
-    return str(store.session_key)
+def browser_cookie(*, customer_key: str) -> str:
+    """The Cookie header part of a browser that has bought before as `customer_key`."""
+    return f"{COOKIE_NAME}={customer_cookie_value(customer_key)}"
 
 
 def paid_orders_create(

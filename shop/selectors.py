@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 
 from django.core.cache import cache
-from django.db.models import Prefetch, QuerySet, prefetch_related_objects
+from django.db.models import Prefetch, QuerySet
 
 from shop.models import Order, OrderLine, OrderStatus, Product
 
@@ -34,19 +34,10 @@ def products_cache_clear(**kwargs: object) -> None:
 
 @dataclass(frozen=True)
 class OrderPage:
-    orders: list[Order]
+    # (id, reference, status) of each order shown, newest first: all a cached rendering of the
+    # page needs to know, since an order's lines and amounts never change after checkout.
+    shown: list[tuple[int, str, str]]
     next_cursor: str | None
-
-
-def order_lines_load(orders: list[Order]) -> None:
-    """Fetch the lines of a page of orders in one query, before they are rendered."""
-    prefetch_related_objects(
-        orders,
-        Prefetch(
-            "lines",
-            queryset=OrderLine.objects.only("order_id", "product_name", "unit_amount", "quantity"),
-        ),
-    )
 
 
 def orders_for_customer(*, customer_key: str | None, before: str | None = None) -> OrderPage:
@@ -60,12 +51,28 @@ def orders_for_customer(*, customer_key: str | None, before: str | None = None) 
     orders = Order.objects.filter(customer_key=customer_key, status__in=HISTORY_STATUSES)
     if before and before.isascii() and before.isdigit() and len(before) < 19:
         orders = orders.filter(pk__lt=int(before))
-    page = list(
-        orders.order_by("-id").only(
-            "reference", "status", "amount_total", "currency", "created_at", "paid_at"
-        )[: ORDERS_PER_PAGE + 1]
+    shown = list(
+        orders.order_by("-id").values_list("id", "reference", "status")[: ORDERS_PER_PAGE + 1]
     )
-    if len(page) <= ORDERS_PER_PAGE:
-        return OrderPage(page, None)
-    page = page[:ORDERS_PER_PAGE]
-    return OrderPage(page, str(page[-1].pk))
+    if len(shown) <= ORDERS_PER_PAGE:
+        return OrderPage(shown, None)
+    shown = shown[:ORDERS_PER_PAGE]
+    return OrderPage(shown, str(shown[-1][0]))
+
+
+def orders_with_lines(page: OrderPage) -> list[Order]:
+    """The orders of a page with their lines, in the page's order, for rendering it."""
+    orders = (
+        Order.objects.filter(pk__in=[pk for pk, _, _ in page.shown])
+        .order_by("-id")
+        .only("reference", "status", "amount_total", "currency", "created_at", "paid_at")
+        .prefetch_related(
+            Prefetch(
+                "lines",
+                queryset=OrderLine.objects.only(
+                    "order_id", "product_name", "unit_amount", "quantity"
+                ),
+            )
+        )
+    )
+    return list(orders)

@@ -17,6 +17,7 @@ from django.http import (
     JsonResponse,
 )
 from django.http.response import HttpResponseRedirectBase
+from django.middleware.csrf import get_token
 from django.shortcuts import render
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -27,21 +28,21 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_ratelimit.decorators import ratelimit
 
 from shop.cart import cart_field_name, cart_parse
+from shop.customer import customer_cookie_set, customer_key_new, customer_key_read
 from shop.errors import ShopError
 from shop.http import client_ip
-from shop.models import Order, OrderStatus
+from shop.models import Order, OrderStatus, Product
 from shop.payments import demo_mode
 from shop.selectors import (
     OrderPage,
-    order_lines_load,
     orders_for_customer,
+    orders_with_lines,
     products_for_sale,
     products_for_storefront,
 )
 from shop.services.checkout import cart_price, checkout_confirm, checkout_start, demo_checkout_pay
 from shop.services.webhooks import webhook_receive
 
-CUSTOMER_KEY = "customer_key"
 SESSION_ID = re.compile(r"cs_[A-Za-z0-9_]{1,250}")
 CHECKOUT_MAX_BYTES = 16 * 1024
 MY_ORDERS_CACHE_SECONDS = 3600
@@ -98,28 +99,35 @@ def _browser(group: str, request: HttpRequest) -> str:
     block=True,
 )
 def checkout(request: HttpRequest) -> HttpResponse:
+    key = None
+    response: HttpResponse
     try:
         products = {p.pk: p for p in products_for_sale()}
         quantities = cart_parse(request.POST, product_ids=set(products))
         cart = cart_price(quantities=quantities, products=products)
         # The browser gets its identity only once it has a valid cart: bad input stores nothing.
+        key = customer_key_read(request) or customer_key_new()
         url = checkout_start(
-            customer_key=_customer_key(request, create=True) or "",
+            customer_key=key,
             cart=cart,
             success_url=request.build_absolute_uri(reverse("shop:checkout_success"))
             + "?session_id={CHECKOUT_SESSION_ID}",
             cancel_url=request.build_absolute_uri(reverse("shop:storefront")) + "?notice=cancelled",
         )
+        response = HttpResponseSeeOther(url)
     except ShopError as exc:
-        return _storefront(request, error=exc.message, status=exc.status, posted=request.POST)
-    return HttpResponseSeeOther(url)
+        response = _storefront(request, error=exc.message, status=exc.status, posted=request.POST)
+    if key is not None:
+        # Also after a failure past this point: an order may already carry the key.
+        customer_cookie_set(request, response, key)
+    return response
 
 
 @require_GET
 @never_cache
 def checkout_success(request: HttpRequest) -> HttpResponse:
     session_id = request.GET.get("session_id", "")
-    customer_key = _customer_key(request)
+    customer_key = customer_key_read(request)
     order = None
     if customer_key and SESSION_ID.fullmatch(session_id):
         order = checkout_confirm(customer_key=customer_key, session_id=session_id)
@@ -131,7 +139,7 @@ def checkout_success(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 @never_cache
 def demo_checkout(request: HttpRequest, session_id: str) -> HttpResponse:
-    customer_key = _customer_key(request)
+    customer_key = customer_key_read(request)
     if not demo_mode() or not customer_key:
         raise Http404("No such checkout.")
     if request.method == "POST":
@@ -195,50 +203,83 @@ def _storefront(
     posted: Any = None,
 ) -> HttpResponse:
     products = products_for_storefront()
-    for product in products:
-        raw = posted.get(cart_field_name(product.pk), "") if posted is not None else ""
-        product.field_name = cart_field_name(product.pk)  # type: ignore[attr-defined]
-        product.posted = raw if isinstance(raw, str) and raw.isdigit() and len(raw) <= 2 else "0"  # type: ignore[attr-defined]
     page = orders_for_customer(
-        customer_key=_customer_key(request), before=request.GET.get("before")
+        customer_key=customer_key_read(request), before=request.GET.get("before")
     )
+    my_orders = _my_orders_html(page, paged=bool(request.GET.get("before")))
+    if error is None:
+        fill = {_CSRF_SLOT: get_token(request), _ORDERS_SLOT: my_orders}
+        parts = _storefront_shared(products=products, notice=notice)
+        # Odd parts are the stand-ins (re.split keeps the separators it matched).
+        html = "".join(fill[part] if i % 2 else part for i, part in enumerate(parts))
+        return HttpResponse(html, status=status)
     context = {
-        "products": products,
-        # The product list's markup is cached under what it shows (see storefront.html).
-        "products_version": hashlib.sha256(
-            repr([(p.pk, p.name, p.description, p.unit_amount) for p in products]).encode()
-        ).hexdigest(),
-        "my_orders": _my_orders_html(page, paged=bool(request.GET.get("before"))),
+        "products": _form_products(products, posted),
+        "my_orders": my_orders,
         "notice": notice,
         "error": error,
     }
     return render(request, "shop/storefront.html", context, status=status)
 
 
+# Stand-ins for what differs between browsers in the shared storefront markup. Random per
+# process, so no product name or description can contain one.
+_CSRF_SLOT = "csrf-slot-" + secrets.token_hex(16)
+_ORDERS_SLOT = "orders-slot-" + secrets.token_hex(16)
+_SLOTS = re.compile(f"({_CSRF_SLOT}|{_ORDERS_SLOT})")
+_shared_pages: dict[str, list[str]] = {}
+SHARED_PAGES_KEPT = 32
+
+
+def _storefront_shared(*, products: list[Product], notice: str | None) -> list[str]:
+    """The storefront without a cart error is the same for every browser but for its CSRF
+    token and My Orders: render it once per product list, notice and mode, with stand-ins for
+    those two, and split it around them.
+
+    Rendered without the request, so nothing of one browser can end up in another's page.
+    Kept per process: the key is everything the markup shows, so no copy can be stale.
+    """
+    shown = [(p.pk, p.name, p.description, p.unit_amount) for p in products]
+    key = hashlib.sha256(repr((shown, notice, demo_mode())).encode()).hexdigest()
+    parts = _shared_pages.get(key)
+    if parts is None:
+        html = render_to_string(
+            "shop/storefront.html",
+            {
+                "products": _form_products(products, None),
+                "notice": notice,
+                "demo_mode": demo_mode(),
+                "csrf_token": _CSRF_SLOT,
+                "my_orders": mark_safe(_ORDERS_SLOT),  # noqa: S308 - a constant of ours
+            },
+        )
+        parts = _SLOTS.split(html)
+        if len(_shared_pages) >= SHARED_PAGES_KEPT:
+            _shared_pages.clear()  # only a price-editing spree gets here
+        _shared_pages[key] = parts
+    return parts
+
+
+def _form_products(products: list[Product], posted: Any) -> list[Product]:
+    """The products with their form field, holding what the customer posted (on an error)."""
+    for product in products:
+        raw = posted.get(cart_field_name(product.pk), "") if posted is not None else ""
+        product.field_name = cart_field_name(product.pk)  # type: ignore[attr-defined]
+        product.posted = raw if isinstance(raw, str) and raw.isdigit() and len(raw) <= 2 else "0"  # type: ignore[attr-defined]
+    return products
+
+
 def _my_orders_html(page: OrderPage, *, paged: bool) -> str:
     """The My Orders section, cached under what it shows: the lines and amounts of an order
     never change after checkout, only its status does. References are random, so a key never
     outlives its order, even in a database whose ids start again."""
-    shown = [(order.pk, order.reference, order.status) for order in page.orders]
-    digest = hashlib.sha256(repr((shown, page.next_cursor, paged)).encode()).hexdigest()
+    digest = hashlib.sha256(repr((page.shown, page.next_cursor, paged)).encode()).hexdigest()
     key = f"my-orders:{digest}"
     html = cache.get(key)
     if html is None:
-        order_lines_load(page.orders)
         html = render_to_string(
             "shop/_my_orders.html",
-            {"orders": page.orders, "next_cursor": page.next_cursor, "paged": paged},
+            {"orders": orders_with_lines(page), "next_cursor": page.next_cursor, "paged": paged},
         )
         cache.set(key, html, MY_ORDERS_CACHE_SECONDS)
     return mark_safe(html)  # noqa: S308 - our own template's output, rendered just above
-
-
-def _customer_key(request: HttpRequest, *, create: bool = False) -> str | None:
-    key = request.session.get(CUSTOMER_KEY)
-    if isinstance(key, str) and key:
-        return key
-    if not create:
-        return None
-    key = secrets.token_urlsafe(24)
-    request.session[CUSTOMER_KEY] = key
-    return key

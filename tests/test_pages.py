@@ -31,6 +31,7 @@ def test_storefront_for_first_time_visitor_creates_no_session(
     with django_assert_num_queries(1):  # the products
         response = client.get("/")
     assert "sessionid" not in response.cookies
+    assert "shop_customer" not in response.cookies
 
 
 def test_success_page_without_webhook_marks_order_paid(client, products, fake_stripe):

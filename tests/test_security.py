@@ -125,9 +125,10 @@ def test_security_headers_on_every_page(client, products):
     assert response.cookies["csrftoken"]["httponly"]
 
 
-def test_session_cookie_is_httponly(client, products, demo):
+def test_customer_cookie_is_httponly_and_same_site(client, products, demo):
     response = buy(client, products, 1, 0, 0)
-    assert response.cookies["sessionid"]["httponly"]
+    assert response.cookies["shop_customer"]["httponly"]
+    assert response.cookies["shop_customer"]["samesite"] == "Lax"
 
 
 def test_oversized_checkout_body_is_refused_before_parsing(client, products, demo):

@@ -3,17 +3,15 @@
 import json
 from datetime import datetime
 from functools import cache
-from importlib import import_module
 from pathlib import Path
 from typing import Any
 
 import pytest
-from django.conf import settings
 from playwright.sync_api import Locator, Page, expect
 
+from shop.customer import COOKIE_NAME, customer_cookie_value
 from shop.models import Order, OrderLine, OrderStatus, Product
 from shop.services.checkout import cart_price, checkout_start
-from shop.views import CUSTOMER_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
 AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
@@ -55,15 +53,12 @@ def placed_order(
 
 
 def login(page: Page, *, base_url: str, customer_key: str) -> None:
-    """Give the page's browser a session that belongs to `customer_key`, as a past visit would."""
-    store = import_module(settings.SESSION_ENGINE).SessionStore()
-    store[CUSTOMER_KEY] = customer_key
-    store.create()
+    """Give the page's browser the cookie of `customer_key`, as a past checkout would."""
     page.context.add_cookies(
         [
             {
-                "name": settings.SESSION_COOKIE_NAME,
-                "value": store.session_key or "",
+                "name": COOKIE_NAME,
+                "value": customer_cookie_value(customer_key),
                 "url": base_url,
                 "httpOnly": True,
                 "sameSite": "Lax",

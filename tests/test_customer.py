@@ -1,0 +1,122 @@
+"""Which browser is this: the signed customer cookie, and the storefront shared between browsers."""
+
+import re
+from importlib import import_module
+
+import pytest
+from django.conf import settings
+from django.contrib.sessions.models import Session
+from django.test import Client
+
+from shop.customer import COOKIE_NAME, LEGACY_SESSION_KEY
+from shop.models import Order, Product
+from tests.conftest import buy, last_order, pay
+
+pytestmark = pytest.mark.django_db
+
+TOKEN = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
+
+
+def test_first_checkout_gives_a_signed_customer_cookie_and_writes_no_session(
+    client, products, fake_stripe
+):
+    response = buy(client, products, 1, 0, 0)
+
+    assert response.status_code == 303
+    value = response.cookies[COOKIE_NAME].value
+    assert last_order().customer_key in value  # signed, not secret: the key itself is random
+    assert value != last_order().customer_key
+    assert Session.objects.count() == 0
+
+
+def test_returning_browser_keeps_its_key_and_gets_no_new_cookie(client, products, fake_stripe):
+    buy(client, products, 1, 0, 0)
+    first = last_order()
+
+    response = buy(client, products, 0, 1, 0)
+
+    assert last_order().customer_key == first.customer_key
+    assert COOKIE_NAME not in response.cookies
+
+
+def test_tampered_customer_cookie_is_a_stranger(client, products, fake_stripe):
+    buy(client, products, 1, 0, 0)
+    order = last_order()
+    pay(client, fake_stripe, order)
+    value = client.cookies[COOKIE_NAME].value
+    forged = value.replace(order.customer_key, "x" + order.customer_key[1:])
+    for cookie in (forged, order.customer_key, value + "x"):
+        stranger = Client()
+        stranger.cookies[COOKIE_NAME] = cookie
+
+        assert order.reference not in stranger.get("/").content.decode()
+
+
+def test_browser_from_before_the_cookie_keeps_its_orders_and_moves_to_the_cookie(
+    products, fake_stripe
+):
+    legacy = Client()
+    store = import_module(settings.SESSION_ENGINE).SessionStore()
+    store[LEGACY_SESSION_KEY] = "legacy-browser-key"
+    store.create()
+    legacy.cookies[settings.SESSION_COOKIE_NAME] = store.session_key
+    buy(Client(), products, 1, 0, 0)
+    old = last_order()
+    Order.objects.filter(pk=old.pk).update(customer_key="legacy-browser-key")
+    pay(legacy, fake_stripe, old)
+
+    assert old.reference in legacy.get("/").content.decode()
+    response = buy(legacy, products, 0, 1, 0)
+
+    assert last_order().customer_key == "legacy-browser-key"
+    assert COOKIE_NAME in response.cookies
+    del legacy.cookies[settings.SESSION_COOKIE_NAME]
+    assert old.reference in legacy.get("/").content.decode()
+
+
+def test_customer_cookie_is_secure_when_https_is_on(client, products, demo, settings):
+    settings.SESSION_COOKIE_SECURE = True
+
+    response = buy(client, products, 1, 0, 0)
+
+    assert response.cookies[COOKIE_NAME]["secure"]
+
+
+def test_shared_storefront_gives_each_browser_its_own_token_and_orders(products, fake_stripe):
+    alice, bob = Client(enforce_csrf_checks=True), Client(enforce_csrf_checks=True)
+    alice_page = alice.get("/").content.decode()
+    bob_page = bob.get("/").content.decode()
+    alice_token = TOKEN.search(alice_page).group(1)
+    bob_token = TOKEN.search(bob_page).group(1)
+    assert alice_token != bob_token
+    assert "slot-" not in alice_page + bob_page
+
+    form = {f"quantity-{products[0].pk}": "1", "csrfmiddlewaretoken": alice_token}
+    assert alice.post("/checkout/", form).status_code == 303
+    order = last_order()
+    pay(alice, fake_stripe, order)
+
+    assert order.reference in alice.get("/").content.decode()
+    assert order.reference not in bob.get("/").content.decode()
+    bob_form = form | {"csrfmiddlewaretoken": TOKEN.search(bob.get("/").content.decode()).group(1)}
+    assert bob.post("/checkout/", bob_form).status_code == 303
+
+
+def test_storefront_shows_a_new_price_as_soon_as_the_product_list_is_reread(client, products, demo):
+    assert "$12.50" in client.get("/").content.decode()
+
+    product = Product.objects.get(unit_amount=1250)
+    product.unit_amount = 1300
+    product.save()  # drops the cached product list in this process
+
+    page = client.get("/").content.decode()
+    assert "$13.00" in page
+    assert "$12.50" not in page
+
+
+def test_demo_and_stripe_mode_pages_are_not_shared(client, products, demo, settings):
+    assert 'id="demo-banner"' in client.get("/").content.decode()
+
+    settings.STRIPE_SECRET_KEY = "sk_test_" + "x" * 24
+
+    assert 'id="demo-banner"' not in client.get("/").content.decode()
