@@ -272,3 +272,18 @@ def test_overlong_payment_intent_id_does_not_break_fulfilment(client, fake_strip
     assert response.status_code == 200
     assert order.status == OrderStatus.PAID
     assert order.payment_intent_id == ""
+
+
+def test_repeated_delivery_is_logged_whole_with_its_duplicate_outcome(client, fake_stripe, order):
+    event = completed_event(fake_stripe, order)
+    post_event(client, fake_stripe, event)
+
+    response = post_event(client, fake_stripe, event)
+
+    assert json.loads(response.content)["result"] == "duplicate: paid"
+    first, again = WebhookDelivery.objects.order_by("id")
+    assert again.body == first.body
+    assert again.signature_valid and again.processed
+    assert again.outcome == "duplicate: paid"
+    assert again.event_id == event["id"]
+    assert WebhookEvent.objects.get().attempts == 1

@@ -12,7 +12,8 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from shop.models import WebhookDelivery, WebhookEvent
@@ -55,62 +56,91 @@ def webhook_receive(
         logger.warning("webhook rejected from %s: %s", remote_addr, exc)
         return WebhookResult(400, "invalid webhook")
 
+    # An event applied before has a final outcome: its delivery is kept, with nothing to do.
+    applied = (
+        WebhookEvent.objects.filter(event_id=event.id, processed_at__isnull=False)
+        .values_list("outcome", flat=True)
+        .first()
+    )
+    if applied is not None:
+        result = WebhookResult(200, f"duplicate: {applied}"[:200])
+        _delivery_create(
+            body=body, headers=headers, remote_addr=remote_addr, event=event, result=result
+        )
+        return result
+
     # Kept (and committed) before processing: nothing a customer paid for rests on one attempt.
     delivery = _delivery_create(body=body, headers=headers, remote_addr=remote_addr, event=event)
-    result = webhook_event_process(event=event)
-    WebhookDelivery.objects.filter(pk=delivery.pk).update(
-        processed=result.status < 300,
-        outcome=result.message[:200],
-        error="" if result.status < 300 else result.message,
-    )
-    return result
+    return webhook_event_process(event=event, delivery_id=delivery.pk)
 
 
-def webhook_event_process(*, event: WebhookEventData) -> WebhookResult:
+def webhook_event_process(
+    *, event: WebhookEventData, delivery_id: int | None = None
+) -> WebhookResult:
     """Apply one verified event exactly once, however many times and however concurrently it
-    arrives."""
-    with transaction.atomic():
-        record = _event_record_locked(event)
-        if record.processed_at is not None:
-            return WebhookResult(200, f"duplicate: {record.outcome}"[:200])
-        record.attempts += 1
-        try:
-            with transaction.atomic():
+    arrives; record the outcome on the event (and on the delivery that brought it)."""
+    try:
+        with transaction.atomic():
+            record = _event_record_locked(event)
+            if record.processed_at is not None:
+                result = WebhookResult(200, f"duplicate: {record.outcome}"[:200])
+            else:
                 outcome = _dispatch(event)
-        except Exception as exc:
-            logger.exception("webhook event %s (%s) failed", event.id, event.type)
-            record.error = f"{type(exc).__name__}: {exc}"[:2000]
-            record.save(update_fields=["attempts", "error"])
-            return WebhookResult(500, "processing failed; Stripe will retry")
-        record.processed_at = timezone.now()
-        record.outcome = outcome.text[:200]
-        record.error = ""
-        record.save(update_fields=["attempts", "processed_at", "outcome", "error"])
-    logger.info("webhook event %s (%s): %s", event.id, event.type, outcome.text)
-    return WebhookResult(200, outcome.text)
+                WebhookEvent.objects.filter(pk=record.pk).update(
+                    processed_at=timezone.now(),
+                    outcome=outcome.text[:200],
+                    error="",
+                    attempts=F("attempts") + 1,
+                )
+                result = WebhookResult(200, outcome.text)
+                logger.info("webhook event %s (%s): %s", event.id, event.type, outcome.text)
+            _delivery_finish(delivery_id, result)
+    except Exception as exc:
+        # Everything the attempt wrote is rolled back; what failed is kept on the event for the
+        # operator, and the 500 makes Stripe deliver it again.
+        logger.exception("webhook event %s (%s) failed", event.id, event.type)
+        with transaction.atomic():
+            record = _event_record_locked(event)
+            WebhookEvent.objects.filter(pk=record.pk).update(
+                attempts=F("attempts") + 1, error=f"{type(exc).__name__}: {exc}"[:2000]
+            )
+            result = WebhookResult(500, "processing failed; Stripe will retry")
+            _delivery_finish(delivery_id, result)
+    return result
 
 
 def _event_record_locked(event: WebhookEventData) -> WebhookEvent:
     """The event's row, created if new, locked: deliveries of one event queue here and the
     first one through does the work."""
-    # Without the payload: a duplicate delivery needs the outcome, not 5 kB of JSON decoded.
-    locked = WebhookEvent.objects.select_for_update().only(
-        "event_id", "processed_at", "outcome", "error", "attempts"
+    # ON CONFLICT DO NOTHING: a concurrent delivery's insert makes this one wait for its commit
+    # on PostgreSQL (SQLite runs one writer at a time), and no savepoint is needed.
+    WebhookEvent.objects.bulk_create(
+        [
+            WebhookEvent(
+                event_id=event.id,
+                type=event.type,
+                payload=event.payload,
+                payment_intent_id=_refunded_intent(event),
+            )
+        ],
+        ignore_conflicts=True,
     )
-    record = locked.filter(event_id=event.id).first()
-    if record is None:
-        try:
-            with transaction.atomic():
-                record = WebhookEvent.objects.create(
-                    event_id=event.id,
-                    type=event.type,
-                    payload=event.payload,
-                    payment_intent_id=_refunded_intent(event),
-                )
-        except IntegrityError:
-            # A concurrent delivery inserted it first (PostgreSQL waited for its commit).
-            record = locked.get(event_id=event.id)
-    return record
+    # Without the payload: the outcome is what matters here, not 5 kB of JSON decoded.
+    return (
+        WebhookEvent.objects.select_for_update()
+        .only("event_id", "processed_at", "outcome")
+        .get(event_id=event.id)
+    )
+
+
+def _delivery_finish(delivery_id: int | None, result: WebhookResult) -> None:
+    if delivery_id is None:
+        return
+    WebhookDelivery.objects.filter(pk=delivery_id).update(
+        processed=result.status < 300,
+        outcome=result.message[:200],
+        error="" if result.status < 300 else result.message,
+    )
 
 
 def _refunded_intent(event: WebhookEventData) -> str:
@@ -167,6 +197,7 @@ def _delivery_create(
     remote_addr: str | None,
     event: WebhookEventData | None = None,
     outcome: str = "",
+    result: WebhookResult | None = None,
 ) -> WebhookDelivery:
     return WebhookDelivery.objects.create(
         remote_addr=remote_addr,
@@ -180,5 +211,6 @@ def _delivery_create(
         signature_valid=event is not None,
         event_id=event.id if event else "",
         event_type=event.type if event else "",
-        outcome=outcome[:200],
+        processed=result is not None and result.status < 300,
+        outcome=(result.message if result else outcome)[:200],
     )
