@@ -99,8 +99,9 @@ def checkout_start(
     never arrive for an order we do not have.
     """
     gateway = get_gateway()
-    order = _open_order_for_cart(customer_key=customer_key, cart=cart)
-    _close_released_checkouts(customer_key=customer_key, gateway=gateway)
+    opened = _open_order_for_cart(customer_key=customer_key, cart=cart)
+    order = opened.order
+    _close_released_checkouts(released=opened.released, gateway=gateway)
     if order.checkout_url:
         return order.checkout_url
 
@@ -111,13 +112,13 @@ def checkout_start(
             CheckoutLine(
                 name=line.product_name, unit_amount=line.unit_amount, quantity=line.quantity
             )
-            for line in order.lines.all()
+            for line in opened.lines
         ),
         success_url=success_url,
         cancel_url=cancel_url,
         expires_at=order.checkout_expires_at,
         # Stable for this order: a retry, a double click or a second tab gets Stripe's stored
-        # answer instead of a second session.
+        # answer instead of a second session (so the lines must be the order's own, as stored).
         idempotency_key=f"checkout-session-{order.reference}",
     )
     try:
@@ -148,7 +149,15 @@ def checkout_start(
     return session.url or ""
 
 
-def _open_order_for_cart(*, customer_key: str, cart: PricedCart) -> Order:
+@dataclass(frozen=True)
+class OpenedOrder:
+    order: Order
+    lines: list[OrderLine]
+    # This browser's replaced orders still awaiting their session's end (see below).
+    released: list[Order]
+
+
+def _open_order_for_cart(*, customer_key: str, cart: PricedCart) -> OpenedOrder:
     """The browser's open order for this cart, creating it (and releasing any other) if needed."""
     for _ in range(3):
         try:
@@ -160,13 +169,16 @@ def _open_order_for_cart(*, customer_key: str, cart: PricedCart) -> Order:
     raise ShopError("Too many checkouts at once from this browser. Please try again.", status=409)
 
 
-def _open_order_for_cart_once(*, customer_key: str, cart: PricedCart) -> Order:
+def _open_order_for_cart_once(*, customer_key: str, cart: PricedCart) -> OpenedOrder:
     now = timezone.now()
-    current = (
+    # The open order and the released ones in one read; ids follow creation order.
+    pending = list(
         Order.objects.select_for_update()
-        .filter(customer_key=customer_key, status=OrderStatus.PENDING, released_at__isnull=True)
-        .first()
+        .filter(customer_key=customer_key, status=OrderStatus.PENDING)
+        .order_by("id")
     )
+    released = [order for order in pending if order.released_at is not None]
+    current = next((order for order in pending if order.released_at is None), None)
     if current is not None:
         # An order still without a URL is either being sent to Stripe right now (reuse it: the
         # idempotency key returns the same session) or was abandoned by a crash (replace it:
@@ -177,8 +189,12 @@ def _open_order_for_cart_once(*, customer_key: str, cart: PricedCart) -> Order:
             and current.checkout_expires_at > now + REUSE_MARGIN
             and (current.checkout_url or in_flight)
         ):
-            return current
+            # An order with its URL needs no Stripe call, so no lines.
+            lines = [] if current.checkout_url else list(current.lines.all())
+            return OpenedOrder(current, lines, released)
         Order.objects.filter(pk=current.pk).update(released_at=now)
+        current.released_at = now
+        released.append(current)
     order = Order.objects.create(
         customer_key=customer_key,
         currency=cart.currency,
@@ -186,7 +202,7 @@ def _open_order_for_cart_once(*, customer_key: str, cart: PricedCart) -> Order:
         cart_key=cart.key,
         checkout_expires_at=now + timedelta(minutes=settings.CHECKOUT_SESSION_MINUTES),
     )
-    OrderLine.objects.bulk_create(
+    lines = OrderLine.objects.bulk_create(
         OrderLine(
             order=order,
             product=line.product,
@@ -196,14 +212,11 @@ def _open_order_for_cart_once(*, customer_key: str, cart: PricedCart) -> Order:
         )
         for line in cart.lines
     )
-    return order
+    return OpenedOrder(order, lines, released)
 
 
-def _close_released_checkouts(*, customer_key: str, gateway: PaymentGateway) -> None:
+def _close_released_checkouts(*, released: list[Order], gateway: PaymentGateway) -> None:
     """Expire the sessions of this browser's replaced carts before it may pay another one."""
-    released = Order.objects.filter(
-        customer_key=customer_key, status=OrderStatus.PENDING, released_at__isnull=False
-    ).order_by("id")
     for order in released:
         if order.checkout_session_id:
             _close_checkout(order=order, session_id=order.checkout_session_id, gateway=gateway)
