@@ -101,7 +101,11 @@ DATABASES = {
         default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
         # Persistent connections: opening one per request would dominate a fast page.
         conn_max_age=int(os.environ.get("DJANGO_CONN_MAX_AGE", "600")),
-        conn_health_checks=True,
+        # Off (Django's default): a check is a round trip at the start of every request, a
+        # quarter of a returning storefront. Without it, after a database restart each worker
+        # fails its first request once (every write is in a transaction, so nothing is half
+        # done; Stripe retries a failed webhook) and then reconnects.
+        conn_health_checks=env_bool("DJANGO_CONN_HEALTH_CHECKS", False),
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

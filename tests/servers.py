@@ -44,8 +44,10 @@ def wait_for(url: str, timeout: float = 30) -> None:
 
 
 @contextmanager
-def app_servers(count: int, env: dict[str, str], log_dir: Path) -> Iterator[list[str]]:
-    """Start `count` gunicorn servers (2 workers each) with production settings plus `env`."""
+def app_servers(
+    count: int, env: dict[str, str], log_dir: Path, *, workers: int = 2, threads: int = 4
+) -> Iterator[list[str]]:
+    """Start `count` gunicorn servers with production settings plus `env`."""
     full_env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings",
@@ -67,9 +69,9 @@ def app_servers(count: int, env: dict[str, str], log_dir: Path) -> Iterator[list
                 "--bind",
                 f"127.0.0.1:{port}",
                 "--workers",
-                "2",
+                str(workers),
                 "--threads",
-                "4",
+                str(threads),
                 "--log-level",
                 "warning",
             ],

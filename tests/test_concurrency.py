@@ -8,7 +8,7 @@ import requests
 from django.db import connections
 from django.test import Client
 
-from shop.models import Order, OrderStatus, OrderTransition, WebhookEvent
+from shop.models import Order, OrderStatus, OrderTransition, WebhookDelivery, WebhookEvent
 from tests.conftest import WEBHOOK_URL, buy, last_order
 from tests.servers import app_servers
 
@@ -166,3 +166,35 @@ def test_two_app_processes_receiving_duplicates_pay_once(order, fake_stripe, two
     assert OrderTransition.objects.filter(order=order, to_status="paid").count() == 1
     order.refresh_from_db()
     assert order.status == OrderStatus.PAID
+
+
+def test_connections_dropped_by_the_database_fail_one_request_safely_then_recover(
+    order, fake_stripe, tmp_path
+):
+    """Without CONN_HEALTH_CHECKS a worker learns of a dead connection by using it."""
+    if connections["default"].vendor != "postgresql":
+        pytest.skip("only a database server can drop connections")
+    env = {
+        "STRIPE_SECRET_KEY": fake_stripe.api_key,
+        "STRIPE_API_BASE": fake_stripe.url,
+        "STRIPE_WEBHOOK_SECRET": fake_stripe.webhook_secret,
+    }
+    event = fake_stripe.session_event("checkout.session.completed", order.checkout_session_id)
+    body = json.dumps(event).encode()
+    headers = {"Content-Type": "application/json", "Stripe-Signature": fake_stripe.sign(body)}
+    with app_servers(1, env, tmp_path, workers=1, threads=1) as (url,):
+        assert requests.get(url + "/healthz", timeout=30).status_code == 200
+        with connections["default"].cursor() as cursor:  # as a database restart would
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE pid <> pg_backend_pid() AND datname = current_database()"
+            )
+
+        statuses = [
+            requests.post(url + WEBHOOK_URL, data=body, headers=headers, timeout=30).status_code
+            for _ in range(2)
+        ]
+
+    assert statuses == [500, 200]  # Stripe retries the first
+    assert OrderTransition.objects.filter(order=order, to_status="paid").count() == 1
+    assert WebhookDelivery.objects.filter(event_id=event["id"]).count() == 1
