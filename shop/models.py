@@ -45,7 +45,7 @@ class OrderStatus(models.TextChoices):
 class Order(models.Model):
     # The public reference: Stripe carries it as client_reference_id and metadata[order_id].
     reference = models.CharField(max_length=40, unique=True, default=new_order_reference)
-    # Identifies the browser (a random value kept in its Django session).
+    # Identifies the browser: a random value in its signed cookie (shop/customer.py).
     customer_key = models.CharField(max_length=64)
     status = models.CharField(
         max_length=16, choices=OrderStatus.choices, default=OrderStatus.PENDING

@@ -120,3 +120,11 @@ def test_demo_and_stripe_mode_pages_are_not_shared(client, products, demo, setti
     settings.STRIPE_SECRET_KEY = "sk_test_" + "x" * 24
 
     assert 'id="demo-banner"' not in client.get("/").content.decode()
+
+
+def test_storefront_tells_shared_caches_it_depends_on_cookies(client, products, fake_stripe):
+    buy(client, products, 1, 0, 0)
+
+    for visitor in (client, Client()):
+        response = visitor.get("/")
+        assert "Cookie" in response["Vary"]
