@@ -3,8 +3,9 @@
 Serves each scenario's request in process, straight through the WSGI application gunicorn
 runs (production settings, the whole middleware stack), and prints the CPU per request of this
 process (and, on PostgreSQL, of the database server) next to the floor's. With --profile it
-prints a cProfile profile of each scenario. Much quicker than `make bench` for checking one
-change; `make bench` stays the measure of record.
+prints a cProfile profile of each scenario. The fake Stripe server answers from this process,
+so checkout figures include its CPU. Much quicker than `make bench` for checking one change;
+`make bench` stays the measure of record.
 
 Scenarios: floor, storefront_first, storefront_empty, storefront_1000, checkout_same_cart,
 checkout_new_browser, checkout_alternating, webhook_distinct, webhook_duplicate.
