@@ -27,10 +27,10 @@ from bench.load import (
     Gunicorn,
     LoadResult,
     Request,
-    children,
     cpu_seconds,
     fetch,
     gunicorn,
+    postgres_pids,
     write_requests,
     wrk,
 )
@@ -257,7 +257,7 @@ class Bench:
         )
         calibration_file = self._write(
             f"webhook-calibration{suffix}",
-            (_webhook_request(*event) for event in events.completed_many(calibration)),
+            (webhook_request(*event) for event in events.completed_many(calibration)),
         )
         warm = self.wrk(calibration_file, seconds=self.warmup, once=True)
         # Enough distinct events that the timed run ends on time, not because they ran out.
@@ -276,7 +276,7 @@ class Bench:
         ]
         distinct_file = self._write(
             f"webhook-distinct{suffix}",
-            (_webhook_request(*event) for event in events.completed_many(orders)),
+            (webhook_request(*event) for event in events.completed_many(orders)),
         )
         since = WebhookDelivery.objects.order_by("-id").values_list("id", flat=True).first() or 0
         spare_events = iter(spares)
@@ -300,7 +300,7 @@ class Bench:
         self.measure(
             f"webhook_duplicate{suffix}",
             f"Webhook, the same event delivered again{note}",
-            [_webhook_request(*spares[-1])],
+            [webhook_request(*spares[-1])],
             queries=lambda c: _post_event(c, *spares[-1]),
         )
         self.checks["webhook_stripe_calls"] = (
@@ -403,13 +403,8 @@ class Bench:
         return load, app, db
 
     def _database_pids(self) -> list[int]:
-        if self.backend != "postgres":
-            return []  # SQLite runs inside the workers
-        # The postmaster is this process's child; its children serve the connections.
-        for pid in children(os.getpid()):
-            if Path(f"/proc/{pid}/comm").read_text().strip() == "postgres":
-                return [pid, *children(pid)]
-        return []
+        # SQLite runs inside the workers.
+        return postgres_pids() if self.backend == "postgres" else []
 
     def _count_queries(self, call: Callable[[Any], Any]) -> tuple[int, int, int]:
         """SQL statements and Stripe calls of one request through the whole middleware
@@ -469,7 +464,7 @@ class Bench:
         return f"{COOKIE_NAME}={value}"
 
 
-def _webhook_request(body: bytes, signature: str) -> Request:
+def webhook_request(body: bytes, signature: str) -> Request:
     return Request(
         "POST",
         "/stripe/webhook/",

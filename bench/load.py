@@ -262,6 +262,15 @@ def children(pid: int) -> list[int]:
         return []
 
 
+def postgres_pids() -> list[int]:
+    """The PostgreSQL server this process started (tests.pgcluster): the postmaster, a child
+    of this process, and its children, which serve the connections."""
+    for pid in children(os.getpid()):
+        if Path(f"/proc/{pid}/comm").read_text().strip() == "postgres":
+            return [pid, *children(pid)]
+    return []
+
+
 def cpu_seconds(pids: Iterable[int]) -> float:
     return sum(cpu_ticks(pid) for pid in pids) / CLOCK_TICKS
 

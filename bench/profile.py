@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from bench.load import Request, children, cpu_seconds
+from bench.backend import webhook_request
+from bench.load import Request, cpu_seconds, postgres_pids
 from tests.fakestripe import FakeStripe
 from tests.pgcluster import postgres_cluster
 
@@ -152,7 +153,7 @@ class Shop:
         orders = data.pending_orders_create(
             count=3000, products=self.products, fake=self.fake, tag=secrets.token_hex(3)
         )
-        return (_webhook(*event) for event in events.completed_many(orders))
+        return (webhook_request(*event) for event in events.completed_many(orders))
 
     def webhook_duplicate(self) -> Iterator[Request]:
         from bench import data
@@ -160,7 +161,7 @@ class Shop:
         (order,) = data.pending_orders_create(
             count=1, products=self.products, fake=self.fake, tag=secrets.token_hex(3)
         )
-        return itertools.repeat(_webhook(*data.Events(self.fake).completed(order)))
+        return itertools.repeat(webhook_request(*data.Events(self.fake).completed(order)))
 
     # -- serving ----------------------------------------------------------------------------
 
@@ -231,21 +232,7 @@ class Shop:
         )
 
     def _database_pids(self) -> list[int]:
-        if self.backend != "postgres":
-            return []
-        for pid in children(os.getpid()):
-            if Path(f"/proc/{pid}/comm").read_text().strip() == "postgres":
-                return [pid, *children(pid)]
-        return []
-
-
-def _webhook(body: bytes, signature: str) -> Request:
-    return Request(
-        "POST",
-        "/stripe/webhook/",
-        {"Content-Type": "application/json; charset=utf-8", "Stripe-Signature": signature},
-        body,
-    )
+        return postgres_pids() if self.backend == "postgres" else []
 
 
 def _environ(request: Request) -> dict[str, Any]:
