@@ -70,3 +70,21 @@ def test_success_page_queries(
 
     with django_assert_max_num_queries(8):
         client.get(f"/checkout/success/?session_id={order.checkout_session_id}")
+
+
+def test_demo_checkout_queries(client, products, demo, django_assert_num_queries):
+    response = buy(client, products, 1, 0, 0)
+    _paid_orders(last_order().customer_key, 50, products[0])
+    _paid_orders("someone-else", 50, products[1])
+
+    with django_assert_num_queries(2):  # the order, its lines
+        assert client.get(response["Location"]).status_code == 200
+    # The order; the demo gateway's own read of it; the compare-and-set and its transition; the
+    # order again for the page.
+    with django_assert_num_queries(5):
+        assert client.post(response["Location"], {"action": "pay"}).status_code == 303
+
+
+def test_healthz_queries(client, db, django_assert_num_queries):
+    with django_assert_num_queries(1):
+        assert client.get("/healthz").status_code == 200
