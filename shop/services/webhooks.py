@@ -51,7 +51,10 @@ def webhook_receive(
         )
     except InvalidWebhook as exc:
         _delivery_create(
-            body=body, headers=headers, remote_addr=remote_addr, outcome=f"rejected: {exc}"
+            body=body,
+            headers=headers,
+            remote_addr=remote_addr,
+            result=WebhookResult(400, f"rejected: {exc}"),
         )
         logger.warning("webhook rejected from %s: %s", remote_addr, exc)
         return WebhookResult(400, "invalid webhook")
@@ -63,7 +66,7 @@ def webhook_receive(
         .first()
     )
     if applied is not None:
-        result = WebhookResult(200, f"duplicate: {applied}"[:200])
+        result = _duplicate(applied)
         _delivery_create(
             body=body, headers=headers, remote_addr=remote_addr, event=event, result=result
         )
@@ -83,7 +86,7 @@ def webhook_event_process(
         with transaction.atomic():
             record = _event_record_locked(event)
             if record.processed_at is not None:
-                result = WebhookResult(200, f"duplicate: {record.outcome}"[:200])
+                result = _duplicate(record.outcome)
             else:
                 outcome = _dispatch(event)
                 WebhookEvent.objects.filter(pk=record.pk).update(
@@ -107,6 +110,10 @@ def webhook_event_process(
             result = WebhookResult(500, "processing failed; Stripe will retry")
             _delivery_finish(delivery_id, result)
     return result
+
+
+def _duplicate(outcome: str) -> WebhookResult:
+    return WebhookResult(200, f"duplicate: {outcome}"[:200])
 
 
 def _event_record_locked(event: WebhookEventData) -> WebhookEvent:
@@ -196,9 +203,9 @@ def _delivery_create(
     headers: dict[str, str],
     remote_addr: str | None,
     event: WebhookEventData | None = None,
-    outcome: str = "",
     result: WebhookResult | None = None,
 ) -> WebhookDelivery:
+    """Keep one delivery; `result` when its outcome is known already (refused, duplicate)."""
     return WebhookDelivery.objects.create(
         remote_addr=remote_addr,
         # Stored as text, NUL-free: PostgreSQL refuses NUL, and forged bodies are kept too.
@@ -212,5 +219,5 @@ def _delivery_create(
         event_id=event.id if event else "",
         event_type=event.type if event else "",
         processed=result is not None and result.status < 300,
-        outcome=(result.message if result else outcome)[:200],
+        outcome=result.message[:200] if result else "",
     )
