@@ -3,10 +3,14 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
-PG_BIN ?= /usr/lib/postgresql/15/bin
+# The newest PostgreSQL server installed from Debian's or Ubuntu's packages.
+PG_BIN ?= $(lastword $(sort $(wildcard /usr/lib/postgresql/*/bin)))
 PYTEST_ARGS ?=
+# What the suite needs from the system: a browser, a database server, Redis, Node for axe-core.
+TEST_PACKAGES := chromium postgresql redis-server nodejs npm
+BENCH_PACKAGES := wrk
 
-.PHONY: help install run test test-sqlite test-postgres lint bench screenshots clean
+.PHONY: help install run test test-sqlite test-postgres test-deps bench-deps lint bench screenshots clean
 
 help: ## List the tasks
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -20,24 +24,32 @@ $(BIN)/.installed: pyproject.toml
 node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund
 
-install: $(BIN)/.installed node_modules/.package-lock.json ## Create .venv and node_modules from the pinned lock files
+install: $(BIN)/.installed ## Create .venv from pyproject.toml (all `make run` needs: Python and make)
 
 run: install ## Serve the shop on http://127.0.0.1:$(PORT) (SQLite; demo payments unless STRIPE_SECRET_KEY is set)
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-true} $(BIN)/python manage.py migrate --noinput
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-true} $(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
 
-test: install ## The whole suite on SQLite, then again on a throwaway PostgreSQL server
+test-deps: ## Install the system packages the suite needs (apt-get, as root), or say how
+	@scripts/system-packages $(TEST_PACKAGES)
+	@$(MAKE) --no-print-directory node_modules/.package-lock.json
+
+bench-deps:
+	@scripts/system-packages $(TEST_PACKAGES) $(BENCH_PACKAGES)
+
+test: install test-deps ## The whole suite on SQLite, then again on a throwaway PostgreSQL server
 	$(MAKE) --no-print-directory test-sqlite
 	$(MAKE) --no-print-directory test-postgres
 
 test-sqlite: install ## The whole suite on SQLite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-postgres: install ## The whole suite on a throwaway PostgreSQL cluster (skipped, loudly, without binaries)
+test-postgres: install ## The whole suite on a throwaway PostgreSQL cluster
 	@if [ -x "$(PG_BIN)/initdb" ]; then \
 		$(BIN)/python -m tests.pgcluster --bin "$(PG_BIN)" -- $(BIN)/python -m pytest $(PYTEST_ARGS); \
 	else \
-		echo "*** SKIPPED the PostgreSQL run: no $(PG_BIN)/initdb (install postgresql-15) ***"; \
+		echo; echo "*** SKIPPED the PostgreSQL run: no PostgreSQL server binaries (make test-deps) ***"; echo; \
+		exit 1; \
 	fi
 
 lint: install ## ruff and mypy
@@ -45,11 +57,11 @@ lint: install ## ruff and mypy
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
 
-bench: install ## Load-test the shop with wrk and write docs/benchmarks.md
+bench: install bench-deps ## Load-test the shop with wrk and write docs/benchmarks.md
 	$(BIN)/python -m bench.run
 
-screenshots: install ## Regenerate docs/screenshots/*.png
-	$(BIN)/python -m pytest tests/browser/test_screenshots.py -q
+screenshots: install test-deps ## Regenerate docs/screenshots/*.png
+	SHOP_SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(BIN)/python -m pytest tests/browser/test_screenshots.py -q
 
 clean: ## Remove the virtualenv, node_modules, the SQLite database and caches
 	rm -rf $(VENV) node_modules db.sqlite3 staticfiles .pytest_cache .mypy_cache .ruff_cache

@@ -6,7 +6,7 @@ hosted-page stand-in) can talk to it:
     with FakeStripe() as fake:
         client = stripe.StripeClient(fake.api_key, base_addresses={"api": fake.url})
 
-Objects it returns start from Stripe's own example objects in ``shared/stripe/fixtures.json``.
+Objects it returns start from the shapes in ``stripe_objects.json`` beside this file.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import hashlib
 import hmac
 import html
 import json
-import os
 import re
 import secrets
 import string
@@ -77,9 +76,9 @@ Json = dict[str, Any]
 
 def load_fixtures() -> dict[str, Any]:
     """Stripe's example objects, keyed by object type ("checkout.session", "event", ...)."""
-    default = Path(__file__).resolve().parents[2] / "shared" / "stripe" / "fixtures.json"
-    path = Path(os.environ.get("STRIPE_FIXTURES") or default)
-    return cast(dict[str, Any], json.loads(path.read_text(encoding="utf-8")))
+    path = Path(__file__).with_name("stripe_objects.json")
+    objects = json.loads(path.read_text(encoding="utf-8"))
+    return {name: shape for name, shape in objects.items() if not name.startswith("_")}
 
 
 def _random_id(prefix: str, length: int = 24) -> str:

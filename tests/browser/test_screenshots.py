@@ -1,5 +1,5 @@
-"""The customer's pages at desktop and phone width: screenshots for docs/screenshots/ (rewritten
-on every run), and on each page no sideways scrolling and no serious axe violation."""
+"""The customer's pages at desktop and phone width: screenshots (into docs/screenshots/
+with `make screenshots`), and on each page no sideways scrolling and no serious axe violation."""
 
 from datetime import UTC, datetime
 
