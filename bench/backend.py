@@ -114,7 +114,7 @@ class Bench:
         rounds: int,
         floor_seconds: float,
     ) -> None:
-        from shop.models import Product
+        from shop.catalogue.models import Product
 
         self.backend = backend
         self.server = server
@@ -246,7 +246,8 @@ class Bench:
 
     def webhook_scenarios(self, *, suffix: str = "", note: str = "") -> None:
         from bench import data
-        from shop.models import Order, OrderStatus, WebhookDelivery
+        from shop.orders.models import Order, OrderStatus
+        from shop.payments.models import WebhookDelivery
 
         events = data.Events(self.fake)
         stripe_calls_before = len(self.fake.requests)
@@ -455,7 +456,7 @@ class Bench:
 
     def _checkout_browser(self, cart: dict[int, int]) -> str:
         """A browser that has started checkout for `cart`; returns its customer cookie."""
-        from shop.customer import COOKIE_NAME
+        from shop.web.customer import COOKIE_NAME
 
         response = fetch(self.server.port, self._checkout_request(cart, None))
         value = response.cookies().get(COOKIE_NAME)

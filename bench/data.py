@@ -12,8 +12,10 @@ from django.db import connection, transaction
 from django.db.models import Model
 from django.utils import timezone
 
-from shop.customer import COOKIE_NAME, customer_cookie_value
-from shop.models import Order, OrderLine, OrderStatus, Product, WebhookEvent
+from shop.catalogue.models import Product
+from shop.orders.models import Order, OrderLine, OrderStatus
+from shop.payments.models import WebhookEvent
+from shop.web.customer import COOKIE_NAME, customer_cookie_value
 from tests.fakestripe import FakeStripe, load_fixtures
 
 BATCH = 5_000

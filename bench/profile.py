@@ -102,7 +102,7 @@ def main() -> int:
 
 class Shop:
     def __init__(self, application: Any, fake: FakeStripe, backend: str) -> None:
-        from shop.models import Product
+        from shop.catalogue.models import Product
 
         self.app = application
         self.fake = fake
@@ -215,7 +215,7 @@ class Shop:
         return data.browser_cookie(customer_key=customer_key)
 
     def _checkout_browser(self, cart: dict[int, int]) -> str:
-        from shop.customer import COOKIE_NAME
+        from shop.web.customer import COOKIE_NAME
 
         return f"{COOKIE_NAME}={self.call(self._checkout(cart, None))['cookies'][COOKIE_NAME]}"
 

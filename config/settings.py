@@ -64,9 +64,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "shop.middleware.RejectUndecodableCharsetMiddleware",
+    "shop.web.middleware.RejectUndecodableCharsetMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "shop.middleware.ContentSecurityPolicyMiddleware",
+    "shop.web.middleware.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -90,7 +90,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "shop.context_processors.shop",
+                "shop.web.context_processors.shop",
             ],
         },
     },
@@ -141,7 +141,7 @@ STORAGES = {
     "staticfiles": {
         "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
         if DEBUG
-        else "shop.storage.StaticStorage"
+        else "shop.web.storage.StaticStorage"
     },
 }
 WHITENOISE_USE_FINDERS = DEBUG or not _COLLECTED
@@ -181,13 +181,13 @@ DATA_UPLOAD_MAX_NUMBER_FIELDS = 50
 
 # --- Rate limits (django-ratelimit, counted in the cache: set REDIS_URL to share them) ----
 RATELIMIT_ENABLE = env_bool("SHOP_RATELIMIT_ENABLE", True)
-RATELIMIT_VIEW = "shop.errorviews.rate_limited"
+RATELIMIT_VIEW = "shop.web.errorviews.rate_limited"
 CHECKOUT_RATE_PER_BROWSER = os.environ.get("CHECKOUT_RATE_PER_BROWSER", "10/m")
 CHECKOUT_RATE_PER_IP = os.environ.get("CHECKOUT_RATE_PER_IP", "30/m")
 # Behind a proxy every request comes from the proxy: name the META key that carries the
 # client's address (e.g. HTTP_X_REAL_IP), and only if the proxy always overwrites it.
 SHOP_CLIENT_IP_META_KEY = os.environ.get("SHOP_CLIENT_IP_META_KEY", "REMOTE_ADDR")
-RATELIMIT_IP_META_KEY = "shop.http.client_ip"
+RATELIMIT_IP_META_KEY = "shop.web.http.client_ip"
 
 ADMIN_URL = os.environ.get("DJANGO_ADMIN_URL", "admin/" if DEBUG else "").strip()
 if not ADMIN_URL:
@@ -236,4 +236,4 @@ LOGGING = {
         "stripe": {"level": "WARNING"},
     },
 }
-CSRF_FAILURE_VIEW = "shop.errorviews.csrf_failure"
+CSRF_FAILURE_VIEW = "shop.web.errorviews.csrf_failure"

@@ -2,15 +2,10 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from shop.models import (
-    Order,
-    OrderLine,
-    OrderTransition,
-    Product,
-    WebhookDelivery,
-    WebhookEvent,
-)
-from shop.services.webhooks import webhook_event_replay
+from shop.catalogue.models import Product
+from shop.orders.models import Order, OrderLine, OrderTransition
+from shop.payments.models import WebhookDelivery, WebhookEvent
+from shop.payments.webhooks import webhook_event_replay
 
 
 @admin.register(Product)

@@ -8,8 +8,8 @@ class ShopConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_delete, post_save
 
-        from shop.models import Product
-        from shop.selectors import products_cache_clear
+        from shop.catalogue.models import Product
+        from shop.catalogue.selectors import products_cache_clear
 
         post_save.connect(products_cache_clear, sender=Product, dispatch_uid="products-cache")
         post_delete.connect(products_cache_clear, sender=Product, dispatch_uid="products-cache")

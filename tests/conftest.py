@@ -7,7 +7,8 @@ import pytest
 import stripe
 from django.test import Client
 
-from shop.models import Order, Product
+from shop.catalogue.models import Product
+from shop.orders.models import Order
 from shop.payments import stripe_gateway
 from tests.fakestripe import FakeStripe
 

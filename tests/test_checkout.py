@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import pytest
 
-from shop.models import Order, OrderLine, OrderStatus
+from shop.orders.models import Order, OrderLine, OrderStatus
 from tests.conftest import buy, cart_form, last_order
 
 pytestmark = pytest.mark.django_db

@@ -8,7 +8,8 @@ import requests
 from django.db import connections
 from django.test import Client
 
-from shop.models import Order, OrderStatus, OrderTransition, WebhookDelivery, WebhookEvent
+from shop.orders.models import Order, OrderStatus, OrderTransition
+from shop.payments.models import WebhookDelivery, WebhookEvent
 from tests.conftest import WEBHOOK_URL, buy, last_order
 from tests.servers import app_servers
 

@@ -8,8 +8,9 @@ from django.conf import settings
 from django.contrib.sessions.models import Session
 from django.test import Client
 
-from shop.customer import COOKIE_NAME, LEGACY_SESSION_KEY
-from shop.models import Order, Product
+from shop.catalogue.models import Product
+from shop.orders.models import Order
+from shop.web.customer import COOKIE_NAME, LEGACY_SESSION_KEY
 from tests.conftest import buy, last_order, pay
 
 pytestmark = pytest.mark.django_db

@@ -1,7 +1,7 @@
 import pytest
 from django.test import Client
 
-from shop.models import OrderStatus
+from shop.orders.models import OrderStatus
 from tests.conftest import buy, last_order
 
 pytestmark = pytest.mark.django_db

@@ -31,19 +31,13 @@ from django.utils.http import parse_header_parameters
 from hypothesis import HealthCheck, Phase, given
 from hypothesis import strategies as st
 
-from shop.cart import cart_parse
+from shop.catalogue.models import Product
 from shop.errors import ShopError
-from shop.models import (
-    MAX_QUANTITY,
-    Order,
-    OrderLine,
-    OrderStatus,
-    OrderTransition,
-    Product,
-    WebhookDelivery,
-    WebhookEvent,
-)
-from shop.views import CHECKOUT_MAX_BYTES
+from shop.orders.cart import cart_parse
+from shop.orders.limits import MAX_QUANTITY
+from shop.orders.models import Order, OrderLine, OrderStatus, OrderTransition
+from shop.payments.models import WebhookDelivery, WebhookEvent
+from shop.web.views import CHECKOUT_MAX_BYTES
 from tests.conftest import WEBHOOK_URL, buy, cart_form, last_order
 from tests.fakestripe import FakeStripe
 

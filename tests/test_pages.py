@@ -3,7 +3,8 @@ import re
 import pytest
 from django.test import Client
 
-from shop.models import Order, OrderStatus, Product
+from shop.catalogue.models import Product
+from shop.orders.models import Order, OrderStatus
 from tests.conftest import buy, last_order, pay, post_event
 
 pytestmark = pytest.mark.django_db
@@ -172,7 +173,7 @@ def _paid_orders(customer_key, count, product):
         )
         for i in range(count)
     )
-    from shop.models import OrderLine
+    from shop.orders.models import OrderLine
 
     OrderLine.objects.bulk_create(
         OrderLine(

@@ -5,7 +5,7 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 from django.utils import timezone
 
-from shop.models import Order, OrderStatus
+from shop.orders.models import Order, OrderStatus
 from tests.conftest import buy, last_order
 
 pytestmark = pytest.mark.django_db

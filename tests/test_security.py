@@ -14,7 +14,7 @@ import requests
 from django.core.cache import cache
 from django.test import Client
 
-from shop.models import Order, OrderLine
+from shop.orders.models import Order, OrderLine
 from tests.conftest import WEBHOOK_URL, buy, cart_form, last_order, pay, post_event
 from tests.servers import app_servers, redis_server
 
@@ -279,7 +279,7 @@ def test_custom_403_page_for_a_csrf_failure(products):
 
 
 def test_custom_500_page_hides_everything(products, monkeypatch, settings):
-    from shop import views
+    from shop.web import views
 
     def explode():
         raise RuntimeError(f"secret detail {settings.SECRET_KEY}")

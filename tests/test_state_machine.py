@@ -8,8 +8,9 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from shop.models import Order, OrderStatus, OrderTransition, WebhookDelivery, WebhookEvent
-from shop.services import webhooks
+from shop.orders.models import Order, OrderStatus, OrderTransition
+from shop.payments import webhooks
+from shop.payments.models import WebhookDelivery, WebhookEvent
 from tests.conftest import buy, last_order, pay, post_event
 
 pytestmark = pytest.mark.django_db

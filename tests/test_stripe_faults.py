@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from shop.models import Order, OrderStatus
+from shop.orders.models import Order, OrderStatus
 from tests.conftest import buy, last_order
 
 pytestmark = pytest.mark.django_db

@@ -3,7 +3,8 @@ import time
 
 import pytest
 
-from shop.models import Order, OrderStatus, OrderTransition, WebhookDelivery, WebhookEvent
+from shop.orders.models import Order, OrderStatus, OrderTransition
+from shop.payments.models import WebhookDelivery, WebhookEvent
 from tests.conftest import WEBHOOK_URL, buy, last_order, pay, post_event
 
 pytestmark = pytest.mark.django_db

@@ -9,7 +9,7 @@ from dataclasses import replace
 
 from django.urls import reverse
 
-from shop.models import Order, OrderStatus
+from shop.orders.models import Order, OrderStatus
 from shop.payments.types import CheckoutRequest, CheckoutSession, PaymentError, SessionNotOpen
 
 DEMO_SESSION_PREFIX = "cs_demo_"

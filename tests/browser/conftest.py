@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page
 
-from shop.models import Product
+from shop.catalogue.models import Product
 from tests.browser.support import DESKTOP, login
 
 HERE = Path(__file__).resolve().parent

@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
-from shop.customer import COOKIE_NAME, customer_cookie_value
-from shop.models import Order, OrderLine, OrderStatus, Product
-from shop.services.checkout import cart_price, checkout_start
+from shop.catalogue.models import Product
+from shop.orders.checkout import cart_price, checkout_start
+from shop.orders.models import Order, OrderLine, OrderStatus
+from shop.web.customer import COOKIE_NAME, customer_cookie_value
 
 ROOT = Path(__file__).resolve().parents[2]
 AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"

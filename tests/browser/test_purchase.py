@@ -5,7 +5,8 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from shop.models import Order, OrderStatus, WebhookEvent
+from shop.orders.models import Order, OrderStatus
+from shop.payments.models import WebhookEvent
 from tests.browser.support import (
     demo_purchase,
     dollars,

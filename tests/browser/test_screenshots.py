@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 import pytest
 from playwright.sync_api import Page, expect
 
-from shop.models import OrderStatus
+from shop.orders.models import OrderStatus
 from tests.browser.support import (
     DESKTOP,
     PHONE,

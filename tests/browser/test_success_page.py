@@ -5,8 +5,8 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from shop.models import OrderStatus
-from shop.services.orders import order_transition
+from shop.orders.models import OrderStatus
+from shop.orders.services import order_transition
 from tests.browser.support import assert_accessible, open_checkout_for
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -2,7 +2,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from shop.services.webhooks import webhook_deliveries_prune
+from shop.payments.webhooks import webhook_deliveries_prune
 
 
 class Command(BaseCommand):

@@ -2,7 +2,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from shop.services.reconcile import payments_reconcile
+from shop.orders.reconcile import payments_reconcile
 
 
 class Command(BaseCommand):

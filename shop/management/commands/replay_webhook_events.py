@@ -2,8 +2,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from shop.models import WebhookEvent
-from shop.services.webhooks import webhook_event_replay
+from shop.payments.models import WebhookEvent
+from shop.payments.webhooks import webhook_event_replay
 
 
 class Command(BaseCommand):

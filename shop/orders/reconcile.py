@@ -5,10 +5,10 @@ from dataclasses import dataclass, field
 
 from django.utils import timezone
 
-from shop.models import Order, OrderStatus
+from shop.orders.models import Order, OrderStatus
+from shop.orders.services import order_apply_session, order_transition
 from shop.payments import get_gateway
 from shop.payments.types import PaymentError
-from shop.services.orders import order_apply_session, order_transition
 
 logger = logging.getLogger(__name__)
 

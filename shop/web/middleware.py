@@ -4,7 +4,7 @@ from collections.abc import Callable
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 
-from shop.http import is_text_charset
+from shop.web.http import is_text_charset
 
 
 class ContentSecurityPolicyMiddleware:

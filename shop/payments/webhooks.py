@@ -16,10 +16,10 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from shop.models import WebhookDelivery, WebhookEvent
+from shop.orders.services import Outcome, order_apply_refund, order_apply_session
+from shop.payments.models import WebhookDelivery, WebhookEvent
 from shop.payments.stripe_gateway import parse_event, verify_webhook
 from shop.payments.types import CheckoutSession, InvalidWebhook, RefundedCharge, WebhookEventData
-from shop.services.orders import Outcome, order_apply_refund, order_apply_session
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ import re
 from django.http import QueryDict
 
 from shop.errors import ShopError
-from shop.models import MAX_QUANTITY
+from shop.orders.limits import MAX_QUANTITY
 
 FIELD_PREFIX = "quantity-"
 _QUANTITY = re.compile(r"[0-9]{1,2}")

@@ -12,7 +12,8 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from shop.models import Order, OrderStatus, OrderTransition, WebhookEvent
+from shop.orders.models import Order, OrderStatus, OrderTransition
+from shop.payments.models import WebhookEvent
 from shop.payments.types import CheckoutSession, RefundedCharge
 
 logger = logging.getLogger(__name__)

@@ -11,8 +11,12 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from shop.catalogue.models import Product
+from shop.catalogue.selectors import products_for_sale
 from shop.errors import ShopError
-from shop.models import MAX_AMOUNT, MIN_CHARGE, Order, OrderLine, OrderStatus, Product
+from shop.orders.limits import MAX_AMOUNT, MIN_CHARGE
+from shop.orders.models import Order, OrderLine, OrderStatus
+from shop.orders.services import order_apply_session, order_transition
 from shop.payments import get_gateway
 from shop.payments.types import (
     CheckoutLine,
@@ -21,8 +25,6 @@ from shop.payments.types import (
     PaymentGateway,
     SessionNotOpen,
 )
-from shop.selectors import products_for_sale
-from shop.services.orders import order_apply_session, order_transition
 
 logger = logging.getLogger(__name__)
 

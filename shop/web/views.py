@@ -27,21 +27,17 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_ratelimit.decorators import ratelimit
 
-from shop.cart import cart_field_name, cart_parse
-from shop.customer import customer_cookie_set, customer_key_new, customer_key_read
+from shop.catalogue.models import Product
+from shop.catalogue.selectors import products_for_sale, products_for_storefront
 from shop.errors import ShopError
-from shop.http import client_ip
-from shop.models import Order, OrderStatus, Product
+from shop.orders.cart import cart_field_name, cart_parse
+from shop.orders.checkout import cart_price, checkout_confirm, checkout_start, demo_checkout_pay
+from shop.orders.models import Order, OrderStatus
+from shop.orders.selectors import OrderPage, orders_for_customer, orders_with_lines
 from shop.payments import demo_mode
-from shop.selectors import (
-    OrderPage,
-    orders_for_customer,
-    orders_with_lines,
-    products_for_sale,
-    products_for_storefront,
-)
-from shop.services.checkout import cart_price, checkout_confirm, checkout_start, demo_checkout_pay
-from shop.services.webhooks import webhook_receive
+from shop.payments.webhooks import webhook_receive
+from shop.web.customer import customer_cookie_set, customer_key_new, customer_key_read
+from shop.web.http import client_ip
 
 SESSION_ID = re.compile(r"cs_[A-Za-z0-9_]{1,250}")
 CHECKOUT_MAX_BYTES = 16 * 1024

@@ -1,0 +1,133 @@
+import secrets
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from shop.catalogue.models import Product
+from shop.orders.limits import MAX_AMOUNT, MAX_QUANTITY, MIN_CHARGE
+
+
+def new_order_reference() -> str:
+    return "ord_" + secrets.token_hex(12)
+
+
+class OrderStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    PAID = "paid", "Paid"
+    FAILED = "failed", "Failed"
+    EXPIRED = "expired", "Expired"
+    REFUNDED = "refunded", "Refunded"
+
+
+class Order(models.Model):
+    # The public reference: Stripe carries it as client_reference_id and metadata[order_id].
+    reference = models.CharField(max_length=40, unique=True, default=new_order_reference)
+    # Identifies the browser: a random value in its signed cookie (shop/customer.py).
+    customer_key = models.CharField(max_length=64)
+    status = models.CharField(
+        max_length=16, choices=OrderStatus.choices, default=OrderStatus.PENDING
+    )
+    currency = models.CharField(max_length=3)
+    amount_total = models.PositiveIntegerField(help_text="In cents.")
+    # Fingerprint of products, quantities and prices: the same cart reuses its open checkout.
+    cart_key = models.CharField(max_length=64)
+    checkout_session_id = models.CharField(max_length=255, unique=True, null=True, blank=True)
+    checkout_url = models.TextField(blank=True)
+    checkout_expires_at = models.DateTimeField()
+    # Set when the browser started another cart: this order's checkout is being closed.
+    released_at = models.DateTimeField(null=True, blank=True)
+    payment_intent_id = models.CharField(max_length=255, blank=True)
+    needs_review = models.BooleanField(default=False)
+    review_reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+    paid_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=OrderStatus.values), name="order_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(amount_total__gte=MIN_CHARGE) & Q(amount_total__lte=MAX_AMOUNT),
+                name="order_amount_in_stripe_range",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status__in=[OrderStatus.PAID, OrderStatus.REFUNDED])
+                | Q(paid_at__isnull=False),
+                name="order_paid_has_paid_at",
+            ),
+            # One payable checkout per browser: a second concurrent insert fails here.
+            models.UniqueConstraint(
+                fields=["customer_key"],
+                condition=Q(status=OrderStatus.PENDING, released_at__isnull=True),
+                name="order_one_open_per_customer",
+            ),
+        ]
+        indexes = [
+            # My Orders walks one browser's orders newest first. Not partial: SQLite's planner
+            # would not match "status IN (...)" to it and would scan every paid order instead.
+            models.Index(fields=["customer_key", "-id"], name="order_customer_history_idx"),
+            models.Index(fields=["status", "created_at"], name="order_status_idx"),
+            # Plain, not partial: SQLite only uses a partial index it can prove from the query.
+            models.Index(fields=["payment_intent_id"], name="order_intent_idx"),
+            models.Index(
+                fields=["customer_key", "status"],
+                name="order_customer_released_idx",
+                condition=Q(released_at__isnull=False),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.reference
+
+
+class OrderLine(models.Model):
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="lines")
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="+")
+    # Snapshot at purchase time: later price or name edits never change a placed order.
+    product_name = models.CharField(max_length=100)
+    unit_amount = models.PositiveIntegerField()
+    quantity = models.PositiveSmallIntegerField()
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(quantity__gte=1) & Q(quantity__lte=MAX_QUANTITY),
+                name="order_line_quantity_in_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(unit_amount__gte=1), name="order_line_amount_positive"
+            ),
+            models.UniqueConstraint(fields=["order", "product"], name="order_line_product_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.product_name} × {self.quantity}"  # noqa: RUF001
+
+    @property
+    def line_total(self) -> int:
+        return self.unit_amount * self.quantity
+
+
+class OrderTransition(models.Model):
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="transitions")
+    from_status = models.CharField(max_length=16, choices=OrderStatus.choices)
+    to_status = models.CharField(max_length=16, choices=OrderStatus.choices)
+    cause = models.CharField(max_length=40)
+    event_id = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            # The state machine has no cycles, so an order enters each status at most once:
+            # a second "paid" transition is impossible even if application code slipped.
+            models.UniqueConstraint(fields=["order", "to_status"], name="order_enters_status_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.order_id}: {self.from_status} → {self.to_status} ({self.cause})"
