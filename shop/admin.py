@@ -78,8 +78,16 @@ class OrderAdmin(admin.ModelAdmin):
 
 @admin.register(WebhookEvent)
 class WebhookEventAdmin(admin.ModelAdmin):
-    list_display = ["event_id", "type", "received_at", "processed_at", "outcome", "attempts"]
-    list_filter = ["type", ("processed_at", admin.EmptyFieldListFilter)]
+    list_display = [
+        "event_id",
+        "type",
+        "received_at",
+        "processed_at",
+        "kind",
+        "outcome",
+        "attempts",
+    ]
+    list_filter = ["type", "kind", ("processed_at", admin.EmptyFieldListFilter)]
     search_fields = ["event_id"]
     readonly_fields = [
         "event_id",
@@ -87,6 +95,7 @@ class WebhookEventAdmin(admin.ModelAdmin):
         "payload",
         "received_at",
         "processed_at",
+        "kind",
         "outcome",
         "error",
         "attempts",
@@ -97,8 +106,8 @@ class WebhookEventAdmin(admin.ModelAdmin):
     def replay(self, request: HttpRequest, queryset: QuerySet[WebhookEvent]) -> None:
         for record in queryset:
             result = webhook_event_replay(record=record)
-            level = messages.SUCCESS if result.status < 300 else messages.ERROR
-            self.message_user(request, f"{record.event_id}: {result.message}", level)
+            level = messages.SUCCESS if result.kind.settled else messages.ERROR
+            self.message_user(request, f"{record.event_id}: {result}", level)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -111,20 +120,21 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
         "event_type",
         "event_id",
         "signature_valid",
-        "processed",
+        "kind",
         "outcome",
     ]
-    list_filter = ["signature_valid", "processed", "event_type"]
+    list_filter = ["signature_valid", "kind", "event_type"]
     search_fields = ["event_id"]
     readonly_fields = [
         "received_at",
         "remote_addr",
         "headers",
         "body",
+        "body_size",
         "signature_valid",
         "event_id",
         "event_type",
-        "processed",
+        "kind",
         "outcome",
         "error",
     ]

@@ -9,7 +9,7 @@ from shop.orders.models import (
     OrderTransition,
     new_order_reference,
 )
-from shop.payments.models import WebhookDelivery, WebhookEvent
+from shop.payments.models import Payment, WebhookDelivery, WebhookEvent
 
 __all__ = [
     "MAX_AMOUNT",
@@ -19,6 +19,7 @@ __all__ = [
     "OrderLine",
     "OrderStatus",
     "OrderTransition",
+    "Payment",
     "Product",
     "WebhookDelivery",
     "WebhookEvent",

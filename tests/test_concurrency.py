@@ -199,3 +199,41 @@ def test_connections_dropped_by_the_database_fail_one_request_safely_then_recove
     assert statuses == [500, 200]  # Stripe retries the first
     assert OrderTransition.objects.filter(order=order, to_status="paid").count() == 1
     assert WebhookDelivery.objects.filter(event_id=event["id"]).count() == 1
+
+
+def test_refund_delivered_at_the_same_instant_as_its_payment_always_ends_refunded(
+    products, fake_stripe
+):
+    """The payment and its full refund, applied in two concurrent transactions: the refund
+    must never be lost to the payment's uncommitted state (both lock the payment's row)."""
+    rounds = 200 if connections["default"].vendor == "postgresql" else 20
+    orders = []
+    for _ in range(rounds):
+        buy(Client(), products, 1, 0, 0)
+        order = last_order()
+        fake_stripe.complete(order.checkout_session_id)
+        orders.append(order)
+    import threading
+
+    barrier = threading.Barrier(2)
+
+    def deliver(event):
+        barrier.wait(timeout=30)
+        try:
+            return signed_post(Client(), fake_stripe, event).status_code
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for order in orders:
+            paid = fake_stripe.session_event(
+                "checkout.session.completed", order.checkout_session_id
+            )
+            refunded = fake_stripe.charge_refunded(order.checkout_session_id)
+            statuses = list(pool.map(deliver, [paid, refunded]))
+            assert statuses == [200, 200]
+
+    statuses = list(
+        Order.objects.filter(pk__in=[o.pk for o in orders]).values_list("status", flat=True)
+    )
+    assert statuses == [OrderStatus.REFUNDED] * rounds

@@ -53,9 +53,9 @@ def test_webhook_queries(client, products, fake_stripe, big_history, django_asse
     event = fake_stripe.session_event("checkout.session.completed", order.checkout_session_id)
 
     # Applied already? The delivery; then in one transaction (a savepoint pair here): the event
-    # row, locked; the order, its update and transition; early refunds; the event's and the
-    # delivery's outcome.
-    with django_assert_num_queries(12):
+    # row, locked; the order; the payment's row, upserted and locked (where its refunds meet
+    # it); the order's update and transition; the event's and the delivery's outcome.
+    with django_assert_num_queries(13):
         assert post_event(client, fake_stripe, event).status_code == 200
     with django_assert_num_queries(2):  # the duplicate: applied already? Then its delivery.
         assert post_event(client, fake_stripe, event).status_code == 200
@@ -69,8 +69,9 @@ def test_success_page_queries(
     fake_stripe.complete(order.checkout_session_id)
 
     # This browser's order; then the shared fulfilment (the order by its reference, the
-    # compare-and-set, its transition, early refunds); the order and its lines for the page.
-    with django_assert_num_queries(7):
+    # payment's row upserted and locked, the compare-and-set, its transition); the order and
+    # its lines for the page.
+    with django_assert_num_queries(8):
         client.get(f"/checkout/success/?session_id={order.checkout_session_id}")
 
 
@@ -81,9 +82,10 @@ def test_demo_checkout_queries(client, products, demo, django_assert_num_queries
 
     with django_assert_num_queries(2):  # the order, its lines
         assert client.get(response["Location"]).status_code == 200
-    # The order; the demo gateway's own read of it; the compare-and-set and its transition; the
-    # order again for the page.
-    with django_assert_num_queries(5):
+    # The order; the demo provider's own read of it; the shared fulfilment (the order by its
+    # reference, the payment's row upserted and locked, the compare-and-set, its transition);
+    # the order again for the page.
+    with django_assert_num_queries(8):
         assert client.post(response["Location"], {"action": "pay"}).status_code == 303
 
 

@@ -306,11 +306,11 @@ def test_prune_deletes_old_processed_and_forged_deliveries_only(client, fake_str
         "/stripe/webhook/", data=b"{}", content_type="application/json", HTTP_STRIPE_SIGNATURE="x"
     )
     WebhookDelivery.objects.create(
-        body="{}", signature_valid=True, processed=False, event_id="evt_failed"
+        body="{}", signature_valid=True, kind="failed", event_id="evt_failed"
     )
     WebhookDelivery.objects.update(received_at=timezone.now() - timedelta(days=40))
     WebhookDelivery.objects.create(
-        body="{}", signature_valid=True, processed=True, event_id="evt_recent"
+        body="{}", signature_valid=True, kind="applied", event_id="evt_recent"
     )
 
     call_command("prune_webhook_deliveries", "--days", "30")

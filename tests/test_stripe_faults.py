@@ -111,3 +111,37 @@ def test_failure_to_expire_previous_session_refuses_a_second_one(client, product
     first.refresh_from_db()
     assert first.status == OrderStatus.EXPIRED
     assert [s["status"] for s in fake_stripe.sessions.values()] == ["expired", "open"]
+
+
+def test_expiry_refused_for_a_session_stripe_still_calls_open_refuses_a_second_one(
+    client, products, fake_stripe
+):
+    buy(client, products, 1, 0, 0)
+    first = last_order()
+    fake_stripe.fail_next(
+        1,
+        status=400,
+        error_type="invalid_request_error",
+        prefix=f"/v1/checkout/sessions/{first.checkout_session_id}/expire",
+    )
+
+    response = buy(client, products, 2, 0, 0)
+
+    assert response.status_code == 503
+    assert len(fake_stripe.sessions) == 1
+    assert fake_stripe.sessions[first.checkout_session_id]["status"] == "open"
+    first.refresh_from_db()
+    assert first.status == OrderStatus.PENDING
+
+
+def test_expiry_refused_because_the_customer_just_paid_keeps_the_payment(
+    client, products, fake_stripe
+):
+    buy(client, products, 1, 0, 0)
+    first = last_order()
+    fake_stripe.complete(first.checkout_session_id)  # paid, its webhook not here yet
+
+    assert buy(client, products, 2, 0, 0).status_code == 303
+
+    first.refresh_from_db()
+    assert first.status == OrderStatus.PAID

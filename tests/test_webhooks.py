@@ -1,9 +1,13 @@
 import json
 import time
+from datetime import timedelta
 
 import pytest
+from django.core.management import call_command
+from django.utils import timezone
 
 from shop.orders.models import Order, OrderStatus, OrderTransition
+from shop.payments import webhooks
 from shop.payments.models import WebhookDelivery, WebhookEvent
 from tests.conftest import WEBHOOK_URL, buy, last_order, pay, post_event
 
@@ -288,3 +292,48 @@ def test_repeated_delivery_is_logged_whole_with_its_duplicate_outcome(client, fa
     assert again.outcome == "duplicate: paid"
     assert again.event_id == event["id"]
     assert WebhookEvent.objects.get().attempts == 1
+
+
+def test_a_flood_of_refused_deliveries_keeps_the_log_small_and_bounded(client, fake_stripe):
+    big = b'{"id": "evt_x", "pad": "' + b"x" * (256 * 1024 - 40) + b'"}'
+
+    statuses = {
+        client.post(
+            WEBHOOK_URL, data=big, content_type="application/json", HTTP_STRIPE_SIGNATURE="t=1,v1=0"
+        ).status_code
+        for _ in range(100)
+    }
+
+    assert statuses == {400}
+    kept = WebhookDelivery.objects.all()
+    assert kept.count() == webhooks.REFUSED_KEPT_PER_ADDRESS_PER_HOUR
+    assert all(len(d.body) <= 200 and d.body_size == len(big) for d in kept)
+    assert {d.kind for d in kept} == {"refused"}
+    assert "signature" in kept.first().outcome
+
+
+def test_refusals_from_many_addresses_stop_being_recorded_past_the_overall_limit(
+    client, fake_stripe, monkeypatch
+):
+    monkeypatch.setattr(webhooks, "REFUSED_KEPT_PER_HOUR", 25)
+    for i in range(60):
+        response = client.post(
+            WEBHOOK_URL,
+            data=b"{}",
+            content_type="application/json",
+            HTTP_STRIPE_SIGNATURE="t=1,v1=0",
+            REMOTE_ADDR=f"203.0.113.{i}",
+        )
+        assert response.status_code == 400
+    assert WebhookDelivery.objects.count() == 25
+
+
+def test_refused_deliveries_are_pruned_on_a_short_clock(client, fake_stripe, order):
+    pay(client, fake_stripe, order)
+    client.post(WEBHOOK_URL, data=b"{}", content_type="application/json")
+    WebhookDelivery.objects.update(received_at=timezone.now() - timedelta(hours=25))
+
+    call_command("prune_webhook_deliveries")
+
+    (kept,) = WebhookDelivery.objects.all()
+    assert kept.kind == "applied"

@@ -236,6 +236,9 @@ def _close_checkout(*, order: Order, session_id: str, gateway: PaymentGateway) -
             session = gateway.retrieve_checkout_session(session_id)
         except PaymentError:
             raise ShopError(STRIPE_DOWN_MESSAGE, status=503) from None
+        if session.status == "open":
+            # Refused, yet still payable: a second payable session must not be opened.
+            raise ShopError(STRIPE_DOWN_MESSAGE, status=503) from None
     except PaymentError:
         # The old session may still be payable: refuse to open a second one.
         raise ShopError(STRIPE_DOWN_MESSAGE, status=503) from None
@@ -261,13 +264,16 @@ def checkout_confirm(*, customer_key: str, session_id: str) -> Order | None:
     return order
 
 
-def demo_checkout_pay(*, customer_key: str, session_id: str) -> Order:
-    """The demo page's Pay button: the same fulfilment as a real payment, with no provider."""
-    from shop.payments.demo import demo_paid_session
-
+def checkout_pay_on_our_page(*, customer_key: str, session_id: str, email: str) -> Order:
+    """Pay on a provider's page that is the shop's own (the demo): the provider answers what
+    its session is after the payment, applied by the same fulfilment as a real payment."""
     order = Order.objects.filter(checkout_session_id=session_id, customer_key=customer_key).first()
     if order is None:
-        raise ShopError("That demo checkout is not one of this browser's orders.", status=404)
-    order_apply_session(session=demo_paid_session(order), cause="demo_payment")
+        raise ShopError("That checkout is not one of this browser's orders.", status=404)
+    try:
+        session = get_gateway().pay_checkout_session(session_id, email=email)
+    except PaymentError:
+        raise ShopError("That checkout can no longer be paid.", status=409) from None
+    order_apply_session(session=session, cause="demo_payment")
     order.refresh_from_db()
     return order

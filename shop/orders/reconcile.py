@@ -9,6 +9,7 @@ from shop.orders.models import Order, OrderStatus
 from shop.orders.services import order_apply_session, order_transition
 from shop.payments import get_gateway
 from shop.payments.types import PaymentError
+from shop.results import Kind
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +42,8 @@ def payments_reconcile() -> ReconcileReport:
             report.errors.append(f"{order.reference}: {exc}")
             continue
         outcome = order_apply_session(session=session, cause="reconcile")
-        if outcome.changed or outcome.text.startswith("flagged"):
-            report.changes.append(f"{order.reference}: {outcome.text}")
+        if outcome.kind in {Kind.APPLIED, Kind.FLAGGED}:
+            report.changes.append(f"{order.reference}: {outcome}")
     logger.info(
         "reconcile: %d pending checked, %d changed, %d errors",
         report.checked,

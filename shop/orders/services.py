@@ -2,19 +2,20 @@
 
 Every status change goes through `order_transition`, a compare-and-set in one transaction:
 whoever calls it first (webhook, success page, reconcile, demo Pay) wins, everyone else sees
-no change. The webhook and the success page both call `order_apply_session`.
+no change. The webhook, the success page, reconcile and the demo Pay all call
+`order_apply_session`.
 """
 
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 
 from shop.orders.models import Order, OrderStatus, OrderTransition
-from shop.payments.models import WebhookEvent
+from shop.payments.models import Payment
 from shop.payments.types import CheckoutSession, RefundedCharge
+from shop.results import Kind, Outcome
 
 logger = logging.getLogger(__name__)
 
@@ -25,15 +26,6 @@ ALLOWED_SOURCE: dict[OrderStatus, OrderStatus] = {
     OrderStatus.EXPIRED: OrderStatus.PENDING,
     OrderStatus.REFUNDED: OrderStatus.PAID,
 }
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What applying something to an order did, for logs, webhook records and commands."""
-
-    text: str
-    changed: bool = False
-    order: Order | None = None
 
 
 def order_transition(
@@ -85,37 +77,42 @@ def order_flag_for_review(*, order: Order, reason: str) -> None:
 def order_apply_session(
     *, session: CheckoutSession, cause: str, event_id: str = "", payment_failed: bool = False
 ) -> Outcome:
-    """Bring our order in line with what Stripe says about its Checkout Session.
+    """Bring our order in line with what the provider says about its checkout session.
 
-    Safe to call any number of times, from anywhere, in any order: only Stripe's data (never
-    the browser's) decides, and each change is a compare-and-set.
+    Safe to call any number of times, from anywhere, in any order: only the provider's data
+    (never the browser's) decides, and each change is a compare-and-set.
     """
     order = _order_for_session(session)
     if order is None:
-        return Outcome("ignored: not one of our checkout sessions")
+        return Outcome(Kind.IGNORED, "not one of our checkout sessions")
     if order.checkout_session_id and order.checkout_session_id != session.id:
         if session.payment_status == "paid":
             order_flag_for_review(
                 order=order, reason=f"paid through unexpected checkout session {session.id}"
             )
-            return Outcome("flagged: paid through an unexpected session", order=order)
-        return Outcome("ignored: session is not this order's current session", order=order)
+            return Outcome(Kind.FLAGGED, "paid through an unexpected session", order)
+        return Outcome(Kind.IGNORED, "session is not this order's current session", order)
 
     if session.status == "complete" and session.payment_status in {"paid", "no_payment_required"}:
-        return _apply_paid(order, session, cause, event_id)
+        # One transaction with the refund check, whoever calls (see _apply_paid).
+        with transaction.atomic(savepoint=False):
+            return _apply_paid(order, session, cause, event_id)
     if session.status == "complete" and (
         payment_failed or session.payment_intent_status in {"requires_payment_method", "canceled"}
     ):
-        moved = order_transition(order=order, to=OrderStatus.FAILED, cause=cause, event_id=event_id)
-        return Outcome("failed" if moved else f"no change: order is {order.status}", moved, order)
+        return _moved_or_not(order, OrderStatus.FAILED, cause, event_id)
     if session.status == "expired":
-        moved = order_transition(
-            order=order, to=OrderStatus.EXPIRED, cause=cause, event_id=event_id
-        )
-        return Outcome("expired" if moved else f"no change: order is {order.status}", moved, order)
+        return _moved_or_not(order, OrderStatus.EXPIRED, cause, event_id)
     if session.status == "complete":
-        return Outcome("no change: payment is still processing", order=order)
-    return Outcome("no change: checkout is still open", order=order)
+        return Outcome(Kind.NO_CHANGE, "payment is still processing", order)
+    return Outcome(Kind.NO_CHANGE, "checkout is still open", order)
+
+
+def _moved_or_not(order: Order, to: OrderStatus, cause: str, event_id: str) -> Outcome:
+    if order_transition(order=order, to=to, cause=cause, event_id=event_id):
+        return Outcome(Kind.APPLIED, str(to), order)
+    order.refresh_from_db(fields=["status"])
+    return Outcome(Kind.NO_CHANGE, f"order is {order.status}", order)
 
 
 def _apply_paid(order: Order, session: CheckoutSession, cause: str, event_id: str) -> Outcome:
@@ -127,7 +124,10 @@ def _apply_paid(order: Order, session: CheckoutSession, cause: str, event_id: st
                 f"order is {order.amount_total} {order.currency}"
             ),
         )
-        return Outcome("flagged: amount or currency differs from the order", order=order)
+        return Outcome(Kind.FLAGGED, "amount or currency differs from the order", order)
+    # Locked before the order becomes paid: a refund of this payment being applied right now
+    # either committed before (and is seen below) or waits, and then finds the paid order.
+    payment = _payment_locked(session.payment_intent_id) if session.payment_intent_id else None
     moved = order_transition(
         order=order,
         to=OrderStatus.PAID,
@@ -137,27 +137,53 @@ def _apply_paid(order: Order, session: CheckoutSession, cause: str, event_id: st
         payment_intent_id=session.payment_intent_id or "",
     )
     if moved:
-        _apply_refunds_that_came_first(order)
-        return Outcome("paid", True, order)
+        if payment is not None and payment.amount_refunded:
+            # Stripe does not order events: the refund may have arrived before its payment.
+            _apply_refunded_total(
+                order=order,
+                amount_refunded=payment.amount_refunded,
+                cause="charge.refunded (arrived before payment)",
+                event_id=payment.refund_event_id,
+            )
+        return Outcome(Kind.APPLIED, "paid", order)
     order.refresh_from_db(fields=["status"])
     if order.status in {OrderStatus.EXPIRED, OrderStatus.FAILED}:
         # Money arrived for an order we had given up on: never drop it silently.
         order_flag_for_review(
             order=order, reason=f"payment received through {session.id} after order {order.status}"
         )
-        return Outcome(f"flagged: paid after order was {order.status}", order=order)
-    return Outcome(f"no change: order is {order.status}", order=order)
+        return Outcome(Kind.FLAGGED, f"paid after order was {order.status}", order)
+    return Outcome(Kind.NO_CHANGE, f"order is {order.status}", order)
 
 
 def order_apply_refund(*, charge: RefundedCharge, cause: str, event_id: str = "") -> Outcome:
+    """Apply the provider's refunded total of a payment: a full refund makes the order refunded.
+
+    The total is kept on the payment's row even when no paid order has it yet, so a refund that
+    arrives before its payment is applied the moment the order becomes paid.
+    """
     if not charge.payment_intent_id:
-        return Outcome("ignored: charge has no payment intent")
+        return Outcome(Kind.IGNORED, "charge has no payment intent")
     if charge.amount_refunded is None:
-        return Outcome("ignored: charge without a refunded amount")
-    order = Order.objects.filter(payment_intent_id=charge.payment_intent_id).first()
-    if order is None:
-        return Outcome("ignored: no paid order for this payment intent")
-    amount_refunded = charge.amount_refunded
+        return Outcome(Kind.IGNORED, "charge without a refunded amount")
+    with transaction.atomic(savepoint=False):
+        payment = _payment_locked(charge.payment_intent_id)
+        if charge.amount_refunded > payment.amount_refunded:
+            # Refunds only add up; an older event never lowers what a newer one reported.
+            Payment.objects.filter(pk=payment.pk).update(
+                amount_refunded=charge.amount_refunded, refund_event_id=event_id
+            )
+        order = Order.objects.filter(payment_intent_id=charge.payment_intent_id).first()
+        if order is None:
+            return Outcome(Kind.IGNORED, "no paid order for this payment intent (kept for it)")
+        return _apply_refunded_total(
+            order=order, amount_refunded=charge.amount_refunded, cause=cause, event_id=event_id
+        )
+
+
+def _apply_refunded_total(
+    *, order: Order, amount_refunded: int, cause: str, event_id: str
+) -> Outcome:
     if amount_refunded < order.amount_total:
         logger.info(
             "order %s partially refunded (%d of %d)",
@@ -165,24 +191,18 @@ def order_apply_refund(*, charge: RefundedCharge, cause: str, event_id: str = ""
             amount_refunded,
             order.amount_total,
         )
-        return Outcome("no change: partial refund", order=order)
-    moved = order_transition(order=order, to=OrderStatus.REFUNDED, cause=cause, event_id=event_id)
-    return Outcome("refunded" if moved else f"no change: order is {order.status}", moved, order)
+        return Outcome(Kind.NO_CHANGE, "partial refund", order)
+    return _moved_or_not(order, OrderStatus.REFUNDED, cause, event_id)
 
 
-def _apply_refunds_that_came_first(order: Order) -> None:
-    """Stripe does not order events: a refund may have arrived before the payment it undoes."""
-    if not order.payment_intent_id:
-        return
-    early = WebhookEvent.objects.filter(
-        payment_intent_id=order.payment_intent_id, type="charge.refunded"
+def _payment_locked(payment_intent_id: str) -> Payment:
+    """The payment's row, created if new, locked until the caller's transaction ends."""
+    # ON CONFLICT DO NOTHING: a concurrent insert of the same intent makes this one wait for
+    # that transaction's commit on PostgreSQL, with no savepoint needed.
+    Payment.objects.bulk_create(
+        [Payment(payment_intent_id=payment_intent_id)], ignore_conflicts=True
     )
-    for record in early:
-        order_apply_refund(
-            charge=RefundedCharge.from_stripe_dict(record.payload["data"]["object"]),
-            cause="charge.refunded (arrived before payment)",
-            event_id=record.event_id,
-        )
+    return Payment.objects.select_for_update().get(payment_intent_id=payment_intent_id)
 
 
 def _order_for_session(session: CheckoutSession) -> Order | None:

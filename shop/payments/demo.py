@@ -1,8 +1,11 @@
-"""Demo payments: a local stand-in for Stripe's hosted page, used when no Stripe key is set.
+"""Demo payments: a complete provider behind the same interface as Stripe, with a local page
+standing in for Stripe's hosted one. Used when no Stripe key is set (and, in production, only
+when asked for with SHOP_DEMO_PAYMENTS).
 
 Sessions live in the orders themselves: the demo session of an order is open while the order is
-pending, complete once it is paid. The demo Pay button goes through the same fulfilment
-function as a real payment; nothing leaves the machine.
+pending, complete once it is paid. Its Pay step answers what Stripe would report after a
+payment, and the shop applies that through the same fulfilment function as a real payment;
+nothing leaves the machine.
 """
 
 from dataclasses import replace
@@ -37,11 +40,17 @@ class DemoGateway:
             raise SessionNotOpen(f"demo session {session_id} is {session.status}")
         return replace(session, status="expired")
 
-
-def demo_paid_session(order: Order) -> CheckoutSession:
-    """What Stripe would report for this order's session after the customer paid."""
-    session = _session_for(order, order.checkout_session_id or demo_session_id(order.reference))
-    return replace(session, status="complete", payment_status="paid")
+    def pay_checkout_session(self, session_id: str, *, email: str) -> CheckoutSession:
+        session = self.retrieve_checkout_session(session_id)
+        if session.status != "open":
+            raise SessionNotOpen(f"demo session {session_id} is {session.status}")
+        return replace(
+            session,
+            status="complete",
+            payment_status="paid",
+            payment_intent_id="pi_demo_" + session_id.removeprefix(DEMO_SESSION_PREFIX),
+            customer_email=email,
+        )
 
 
 def _session_for(order: Order, session_id: str) -> CheckoutSession:
@@ -59,5 +68,5 @@ def _session_for(order: Order, session_id: str) -> CheckoutSession:
         order_reference=order.reference,
         amount_total=order.amount_total,
         currency=order.currency,
-        payment_intent_id=None,
+        payment_intent_id=order.payment_intent_id or None,
     )

@@ -10,7 +10,7 @@ class PaymentError(Exception):
 
 
 class SessionNotOpen(PaymentError):
-    """Expiring a session that is no longer open (it may have been paid)."""
+    """The provider refused to expire a session: it may be complete (paid!) or expired."""
 
 
 class InvalidWebhook(Exception):
@@ -46,6 +46,7 @@ class CheckoutSession:
     currency: str | None
     payment_intent_id: str | None = None
     payment_intent_status: str | None = None
+    customer_email: str | None = None
 
     @classmethod
     def from_stripe_dict(cls, data: dict[str, Any]) -> "CheckoutSession":
@@ -60,6 +61,8 @@ class CheckoutSession:
         intent_id = intent.get("id") if isinstance(intent, dict) else intent
         intent_status = intent.get("status") if isinstance(intent, dict) else None
         amount = data.get("amount_total")
+        details = data.get("customer_details")
+        email = details.get("email") if isinstance(details, dict) else None
         return cls(
             id=_stripe_id(data.get("id")) or "",
             url=data.get("url"),
@@ -72,6 +75,7 @@ class CheckoutSession:
             currency=data.get("currency"),
             payment_intent_id=_stripe_id(intent_id),
             payment_intent_status=intent_status if isinstance(intent_status, str) else None,
+            customer_email=email if isinstance(email, str) and 0 < len(email) <= 254 else None,
         )
 
 
@@ -101,11 +105,67 @@ class RefundedCharge:
 
 
 @dataclass(frozen=True)
-class WebhookEventData:
+class Event:
+    """A verified provider event, decoded once. `payload` is the raw event, kept for replays."""
+
     id: str
     type: str
-    object: dict[str, Any]
     payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SessionEvent(Event):
+    session: CheckoutSession
+    payment_failed: bool  # checkout.session.async_payment_failed
+
+
+@dataclass(frozen=True)
+class ChargeRefundedEvent(Event):
+    charge: RefundedCharge
+
+
+@dataclass(frozen=True)
+class UnhandledEvent(Event):
+    """A well-formed event of a type the shop does not act on."""
+
+
+SESSION_EVENT_TYPES = frozenset(
+    {
+        "checkout.session.completed",
+        "checkout.session.async_payment_succeeded",
+        "checkout.session.async_payment_failed",
+        "checkout.session.expired",
+    }
+)
+
+
+def decode_event(data: Any) -> Event:
+    """A Stripe event (parsed JSON) as typed data; InvalidWebhook if it is not an event."""
+    if not isinstance(data, dict):
+        raise InvalidWebhook("body is not a JSON object")
+    event_id, event_type, inner = data.get("id"), data.get("type"), data.get("data")
+    obj = inner.get("object") if isinstance(inner, dict) else None
+    if not (
+        isinstance(event_id, str)
+        and event_id
+        and isinstance(event_type, str)
+        and isinstance(obj, dict)
+    ):
+        raise InvalidWebhook("body is not a Stripe event")
+    event_id, event_type = event_id[:255], event_type[:100]
+    if event_type in SESSION_EVENT_TYPES:
+        return SessionEvent(
+            event_id,
+            event_type,
+            data,
+            session=CheckoutSession.from_stripe_dict(obj),
+            payment_failed=event_type == "checkout.session.async_payment_failed",
+        )
+    if event_type == "charge.refunded":
+        return ChargeRefundedEvent(
+            event_id, event_type, data, charge=RefundedCharge.from_stripe_dict(obj)
+        )
+    return UnhandledEvent(event_id, event_type, data)
 
 
 class PaymentGateway(Protocol):
@@ -113,4 +173,11 @@ class PaymentGateway(Protocol):
 
     def retrieve_checkout_session(self, session_id: str) -> CheckoutSession: ...
 
-    def expire_checkout_session(self, session_id: str) -> CheckoutSession: ...
+    def expire_checkout_session(self, session_id: str) -> CheckoutSession:
+        """Close an open session; SessionNotOpen if the provider says it is not open."""
+        ...
+
+    def pay_checkout_session(self, session_id: str, *, email: str) -> CheckoutSession:
+        """The customer's Pay on the provider's hosted page, for a provider whose page is the
+        shop's own (the demo). Stripe's page is Stripe's: its provider raises PaymentError."""
+        ...

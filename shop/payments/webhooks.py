@@ -2,41 +2,49 @@
 
 Order of work (Stripe's and Zulip's advice): verify the signature over the raw body, store the
 delivery, dedupe by event id in the database, then hand the event to the order functions, and
-record outcome and error on the event. A failure is answered with 500 so Stripe retries; the
-stored delivery can also be replayed by an operator.
+record the outcome's kind and message on the event. A failure is answered with 500 so Stripe
+retries; the stored event can also be replayed by an operator.
 """
 
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from shop.orders.services import Outcome, order_apply_refund, order_apply_session
+from shop.orders.services import order_apply_refund, order_apply_session
 from shop.payments.models import WebhookDelivery, WebhookEvent
-from shop.payments.stripe_gateway import parse_event, verify_webhook
-from shop.payments.types import CheckoutSession, InvalidWebhook, RefundedCharge, WebhookEventData
+from shop.payments.stripe_gateway import verify_webhook
+from shop.payments.types import (
+    ChargeRefundedEvent,
+    Event,
+    InvalidWebhook,
+    SessionEvent,
+    decode_event,
+)
+from shop.results import Kind, Outcome, describe
 
 logger = logging.getLogger(__name__)
 
-SESSION_EVENTS = {
-    "checkout.session.completed",
-    "checkout.session.async_payment_succeeded",
-    "checkout.session.async_payment_failed",
-    "checkout.session.expired",
-}
-HANDLED_EVENTS = SESSION_EVENTS | {"charge.refunded"}
 KEPT_HEADERS = ("Stripe-Signature", "User-Agent", "Content-Type", "Content-Length")
+# A refused delivery is kept only as far as an operator needs it: who, when, why, how big, and
+# the start of the body. Past these counts per hour nothing more is written (still answered).
+REFUSED_BODY_PREFIX = 200
+REFUSED_KEPT_PER_ADDRESS_PER_HOUR = 60
+REFUSED_KEPT_PER_HOUR = 1000
 
 
 @dataclass(frozen=True)
 class WebhookResult:
-    status: int
+    kind: Kind
     message: str
+
+    def __str__(self) -> str:
+        return describe(self.kind, self.message)
 
 
 def webhook_receive(
@@ -50,14 +58,15 @@ def webhook_receive(
             tolerance=settings.STRIPE_WEBHOOK_TOLERANCE_SECONDS,
         )
     except InvalidWebhook as exc:
-        _delivery_create(
-            body=body,
-            headers=headers,
-            remote_addr=remote_addr,
-            result=WebhookResult(400, f"rejected: {exc}"),
-        )
-        logger.warning("webhook rejected from %s: %s", remote_addr, exc)
-        return WebhookResult(400, "invalid webhook")
+        logger.warning("webhook refused from %s: %s", remote_addr, exc)
+        if _refusal_may_be_kept(remote_addr):
+            _delivery_create(
+                body=body,
+                headers=headers,
+                remote_addr=remote_addr,
+                result=WebhookResult(Kind.REFUSED, str(exc)),
+            )
+        return WebhookResult(Kind.REFUSED, "invalid webhook")
 
     # An event applied before has a final outcome: its delivery is kept, with nothing to do.
     applied = (
@@ -66,7 +75,7 @@ def webhook_receive(
         .first()
     )
     if applied is not None:
-        result = _duplicate(applied)
+        result = WebhookResult(Kind.DUPLICATE, applied)
         _delivery_create(
             body=body, headers=headers, remote_addr=remote_addr, event=event, result=result
         )
@@ -77,26 +86,25 @@ def webhook_receive(
     return webhook_event_process(event=event, delivery_id=delivery.pk)
 
 
-def webhook_event_process(
-    *, event: WebhookEventData, delivery_id: int | None = None
-) -> WebhookResult:
+def webhook_event_process(*, event: Event, delivery_id: int | None = None) -> WebhookResult:
     """Apply one verified event exactly once, however many times and however concurrently it
     arrives; record the outcome on the event (and on the delivery that brought it)."""
     try:
         with transaction.atomic():
             record = _event_record_locked(event)
             if record.processed_at is not None:
-                result = _duplicate(record.outcome)
+                result = WebhookResult(Kind.DUPLICATE, record.outcome)
             else:
                 outcome = _dispatch(event)
                 WebhookEvent.objects.filter(pk=record.pk).update(
                     processed_at=timezone.now(),
-                    outcome=outcome.text[:200],
+                    kind=outcome.kind,
+                    outcome=str(outcome)[:200],
                     error="",
                     attempts=F("attempts") + 1,
                 )
-                result = WebhookResult(200, outcome.text)
-                logger.info("webhook event %s (%s): %s", event.id, event.type, outcome.text)
+                result = WebhookResult(outcome.kind, outcome.message)
+                logger.info("webhook event %s (%s): %s", event.id, event.type, outcome)
             _delivery_finish(delivery_id, result)
     except Exception as exc:
         # Everything the attempt wrote is rolled back; what failed is kept on the event for the
@@ -105,31 +113,59 @@ def webhook_event_process(
         with transaction.atomic():
             record = _event_record_locked(event)
             WebhookEvent.objects.filter(pk=record.pk).update(
-                attempts=F("attempts") + 1, error=f"{type(exc).__name__}: {exc}"[:2000]
+                kind=Kind.FAILED,
+                attempts=F("attempts") + 1,
+                error=f"{type(exc).__name__}: {exc}"[:2000],
             )
-            result = WebhookResult(500, "processing failed; Stripe will retry")
+            result = WebhookResult(Kind.FAILED, "processing failed; Stripe will retry")
             _delivery_finish(delivery_id, result)
     return result
 
 
-def _duplicate(outcome: str) -> WebhookResult:
-    return WebhookResult(200, f"duplicate: {outcome}"[:200])
+def webhook_event_replay(*, record: WebhookEvent) -> WebhookResult:
+    """Process a stored event again (for an operator); an already processed one is a no-op."""
+    try:
+        event = decode_event(record.payload)
+    except InvalidWebhook as exc:
+        return WebhookResult(Kind.REFUSED, f"stored payload is not an event: {exc}")
+    return webhook_event_process(event=event)
 
 
-def _event_record_locked(event: WebhookEventData) -> WebhookEvent:
+def webhook_deliveries_prune(*, older_than_days: int, refused_older_than_hours: int) -> int:
+    """Delete deliveries that need nothing more: settled ones after `older_than_days`, refused
+    ones (forged, or from a misconfigured sender) much sooner. Failed ones stay for replay."""
+    now = timezone.now()
+    settled = WebhookDelivery.objects.filter(
+        received_at__lt=now - timedelta(days=older_than_days),
+        kind__in=[kind for kind in Kind if kind.settled],
+    )
+    refused = WebhookDelivery.objects.filter(
+        received_at__lt=now - timedelta(hours=refused_older_than_hours), kind=Kind.REFUSED
+    )
+    deleted, _ = (settled | refused).delete()
+    return deleted
+
+
+def _dispatch(event: Event) -> Outcome:
+    if isinstance(event, SessionEvent):
+        return order_apply_session(
+            session=event.session,
+            cause=event.type,
+            event_id=event.id,
+            payment_failed=event.payment_failed,
+        )
+    if isinstance(event, ChargeRefundedEvent):
+        return order_apply_refund(charge=event.charge, cause=event.type, event_id=event.id)
+    return Outcome(Kind.IGNORED, f"{event.type} is not an event this shop handles")
+
+
+def _event_record_locked(event: Event) -> WebhookEvent:
     """The event's row, created if new, locked: deliveries of one event queue here and the
     first one through does the work."""
     # ON CONFLICT DO NOTHING: a concurrent delivery's insert makes this one wait for its commit
     # on PostgreSQL (SQLite runs one writer at a time), and no savepoint is needed.
     WebhookEvent.objects.bulk_create(
-        [
-            WebhookEvent(
-                event_id=event.id,
-                type=event.type,
-                payload=event.payload,
-                payment_intent_id=_refunded_intent(event),
-            )
-        ],
+        [WebhookEvent(event_id=event.id, type=event.type, payload=event.payload)],
         ignore_conflicts=True,
     )
     # Without the payload: the outcome is what matters here, not 5 kB of JSON decoded.
@@ -144,57 +180,30 @@ def _delivery_finish(delivery_id: int | None, result: WebhookResult) -> None:
     if delivery_id is None:
         return
     WebhookDelivery.objects.filter(pk=delivery_id).update(
-        processed=result.status < 300,
-        outcome=result.message[:200],
-        error="" if result.status < 300 else result.message,
+        kind=result.kind,
+        outcome=str(result)[:200],
+        error="" if result.kind.settled else result.message,
     )
 
 
-def _refunded_intent(event: WebhookEventData) -> str:
-    if event.type != "charge.refunded":
-        return ""
-    return RefundedCharge.from_stripe_dict(event.object).payment_intent_id or ""
-
-
-def webhook_event_replay(*, record: WebhookEvent) -> WebhookResult:
-    """Process a stored event again (for an operator); an already processed one is a no-op."""
-    try:
-        event = parse_event_payload(record.payload)
-    except InvalidWebhook as exc:
-        return WebhookResult(400, f"stored payload is not an event: {exc}")
-    return webhook_event_process(event=event)
-
-
-def parse_event_payload(payload: Any) -> WebhookEventData:
-    import json
-
-    return parse_event(json.dumps(payload))
-
-
-def webhook_deliveries_prune(*, older_than_days: int) -> int:
-    """Delete old deliveries that need nothing more: processed ones and forged ones."""
-    cutoff = timezone.now() - timedelta(days=older_than_days)
-    old = WebhookDelivery.objects.filter(received_at__lt=cutoff)
-    deleted, _ = (old.filter(processed=True) | old.filter(signature_valid=False)).delete()
-    return deleted
-
-
-def _dispatch(event: WebhookEventData) -> Outcome:
-    if event.type in SESSION_EVENTS:
-        session = CheckoutSession.from_stripe_dict(event.object)
-        return order_apply_session(
-            session=session,
-            cause=event.type,
-            event_id=event.id,
-            payment_failed=event.type == "checkout.session.async_payment_failed",
-        )
-    if event.type == "charge.refunded":
-        return order_apply_refund(
-            charge=RefundedCharge.from_stripe_dict(event.object),
-            cause=event.type,
-            event_id=event.id,
-        )
-    return Outcome(f"ignored: {event.type} is not an event this shop handles")
+def _refusal_may_be_kept(remote_addr: str | None) -> bool:
+    """Count refusals per address and overall in the shared cache; past either limit this hour,
+    refusals are answered but no longer written, so a flood cannot fill the disk."""
+    hour = timezone.now().strftime("%Y%m%d%H")
+    kept = True
+    for key, limit in (
+        (f"webhook-refused:{remote_addr}:{hour}", REFUSED_KEPT_PER_ADDRESS_PER_HOUR),
+        (f"webhook-refused:*:{hour}", REFUSED_KEPT_PER_HOUR),
+    ):
+        cache.add(key, 0, timeout=3600)
+        try:
+            count = cache.incr(key)
+        except ValueError:  # evicted between add and incr
+            count = 1
+        if count == limit + 1:
+            logger.error("webhook refusals past %d this hour (%s): no longer recorded", limit, key)
+        kept = kept and count <= limit
+    return kept
 
 
 def _delivery_create(
@@ -202,10 +211,15 @@ def _delivery_create(
     body: bytes,
     headers: dict[str, str],
     remote_addr: str | None,
-    event: WebhookEventData | None = None,
+    event: Event | None = None,
     result: WebhookResult | None = None,
 ) -> WebhookDelivery:
-    """Keep one delivery; `result` when its outcome is known already (refused, duplicate)."""
+    """Keep one delivery; `result` when its outcome is known already (refused, duplicate).
+
+    A verified delivery is kept whole; a refused one only its first bytes."""
+    text = body.decode("utf-8", errors="replace")
+    if event is None:
+        text = text[:REFUSED_BODY_PREFIX]
     return WebhookDelivery.objects.create(
         remote_addr=remote_addr,
         # Stored as text, NUL-free: PostgreSQL refuses NUL, and forged bodies are kept too.
@@ -214,10 +228,12 @@ def _delivery_create(
             for name in KEPT_HEADERS
             if name in headers
         },
-        body=body.decode("utf-8", errors="replace").replace("\x00", "\ufffd"),
+        body=text.replace("\x00", "\ufffd"),
+        body_size=len(body),
         signature_valid=event is not None,
         event_id=event.id if event else "",
         event_type=event.type if event else "",
-        processed=result is not None and result.status < 300,
-        outcome=result.message[:200] if result else "",
+        kind=result.kind if result else "",
+        outcome=str(result)[:200] if result else "",
+        error=result.message if result and not result.kind.settled else "",
     )

@@ -31,17 +31,33 @@ from shop.catalogue.models import Product
 from shop.catalogue.selectors import products_for_sale, products_for_storefront
 from shop.errors import ShopError
 from shop.orders.cart import cart_field_name, cart_parse
-from shop.orders.checkout import cart_price, checkout_confirm, checkout_start, demo_checkout_pay
+from shop.orders.checkout import (
+    cart_price,
+    checkout_confirm,
+    checkout_pay_on_our_page,
+    checkout_start,
+)
 from shop.orders.models import Order, OrderStatus
 from shop.orders.selectors import OrderPage, orders_for_customer, orders_with_lines
 from shop.payments import demo_mode
 from shop.payments.webhooks import webhook_receive
+from shop.results import Kind
 from shop.web.customer import customer_cookie_set, customer_key_new, customer_key_read
 from shop.web.http import client_ip
 
 SESSION_ID = re.compile(r"cs_[A-Za-z0-9_]{1,250}")
 CHECKOUT_MAX_BYTES = 16 * 1024
 MY_ORDERS_CACHE_SECONDS = 3600
+# What Stripe should do: 2xx settles a delivery; 400 says do not trust it; 500 asks for a retry.
+WEBHOOK_STATUS = {
+    Kind.APPLIED: 200,
+    Kind.NO_CHANGE: 200,
+    Kind.DUPLICATE: 200,
+    Kind.IGNORED: 200,
+    Kind.FLAGGED: 200,
+    Kind.REFUSED: 400,
+    Kind.FAILED: 500,
+}
 NOTICES = {
     "cancelled": "Checkout cancelled. Nothing was charged; your cart is below.",
     "unknown-session": "We could not find that checkout in this browser. Nothing was changed.",
@@ -141,9 +157,14 @@ def demo_checkout(request: HttpRequest, session_id: str) -> HttpResponse:
     if request.method == "POST":
         if request.POST.get("action") == "pay":
             try:
-                demo_checkout_pay(customer_key=customer_key, session_id=session_id)
+                checkout_pay_on_our_page(
+                    customer_key=customer_key,
+                    session_id=session_id,
+                    email=request.POST.get("email", ""),
+                )
             except ShopError as exc:
-                raise Http404(exc.message) from None
+                if exc.status == 404:
+                    raise Http404(exc.message) from None
             return HttpResponseSeeOther(
                 reverse("shop:checkout_success") + "?session_id=" + session_id
             )
@@ -176,7 +197,9 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
         headers=dict(request.headers),
         remote_addr=client_ip(request),
     )
-    return JsonResponse({"result": result.message}, status=result.status)
+    return JsonResponse(
+        {"kind": result.kind, "result": str(result)}, status=WEBHOOK_STATUS[result.kind]
+    )
 
 
 @require_GET

@@ -24,7 +24,7 @@ class Command(BaseCommand):
         failed = 0
         for record in records:
             result = webhook_event_replay(record=record)
-            self.stdout.write(f"{record.event_id}: {result.message}")
-            failed += result.status >= 300
+            self.stdout.write(f"{record.event_id}: {result}")
+            failed += not result.kind.settled
         if failed:
             raise CommandError(f"{failed} events failed again")
