@@ -184,6 +184,9 @@ RATELIMIT_ENABLE = env_bool("SHOP_RATELIMIT_ENABLE", True)
 RATELIMIT_VIEW = "shop.web.errorviews.rate_limited"
 CHECKOUT_RATE_PER_BROWSER = os.environ.get("CHECKOUT_RATE_PER_BROWSER", "10/m")
 CHECKOUT_RATE_PER_IP = os.environ.get("CHECKOUT_RATE_PER_IP", "30/m")
+# The success page may ask Stripe about a pending order: bounded like checkout.
+SUCCESS_RATE_PER_BROWSER = os.environ.get("SUCCESS_RATE_PER_BROWSER", "30/m")
+SUCCESS_RATE_PER_IP = os.environ.get("SUCCESS_RATE_PER_IP", "60/m")
 # Behind a proxy every request comes from the proxy: name the META key that carries the
 # client's address (e.g. HTTP_X_REAL_IP), and only if the proxy always overwrites it.
 SHOP_CLIENT_IP_META_KEY = os.environ.get("SHOP_CLIENT_IP_META_KEY", "REMOTE_ADDR")

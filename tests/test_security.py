@@ -4,6 +4,7 @@ import json
 import logging
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -198,9 +199,11 @@ def rate_limits(settings):
 
 def test_checkout_rate_limit_per_browser_answers_429_page(client, products, demo, rate_limits):
     client.get("/")
+    first = buy(client, products, 1, 0, 0)  # no customer cookie yet: counted by address only
     statuses = [buy(client, products, 1, 0, 0).status_code for _ in range(4)]
     limited = buy(client, products, 1, 0, 0)
 
+    assert first.status_code == 303
     assert statuses == [303, 303, 303, 429]
     assert limited.status_code == 429
     assert limited["Retry-After"] == "60"
@@ -217,9 +220,23 @@ def test_checkout_rate_limit_per_ip_covers_new_browsers(products, demo, rate_lim
     assert Order.objects.count() == 5
 
 
+def test_per_browser_limit_is_not_reset_by_fresh_csrf_cookies(client, products, demo, settings):
+    settings.RATELIMIT_ENABLE = True
+    settings.CHECKOUT_RATE_PER_BROWSER = "3/m"
+    settings.CHECKOUT_RATE_PER_IP = "1000/m"
+    buy(client, products, 1, 0, 0)  # the browser now holds its signed customer cookie
+    statuses = []
+    for _ in range(6):
+        token = secrets.token_hex(16)
+        client.cookies[settings.CSRF_COOKIE_NAME] = token
+        statuses.append(buy(client, products, 1, 0, 0).status_code)
+
+    assert statuses == [303, 303, 303, 429, 429, 429]
+
+
 def test_rate_limited_request_stores_nothing(client, products, demo, rate_limits):
     client.get("/")
-    for _ in range(3):
+    for _ in range(4):
         buy(client, products, 1, 0, 0)
     before = (Order.objects.count(), OrderLine.objects.count())
 
@@ -284,7 +301,7 @@ def test_custom_500_page_hides_everything(products, monkeypatch, settings):
     def explode():
         raise RuntimeError(f"secret detail {settings.SECRET_KEY}")
 
-    monkeypatch.setattr(views, "products_for_storefront", explode)
+    monkeypatch.setattr(views, "catalogue_for_storefront", explode)
     client = Client(raise_request_exception=False)
 
     response = client.get("/")
@@ -332,3 +349,42 @@ def test_secret_scanner_recognises_real_looking_secrets():
 def test_env_file_is_git_ignored():
     result = subprocess.run(["git", "check-ignore", ".env"], cwd=ROOT, capture_output=True)
     assert result.returncode == 0
+
+
+def test_success_page_of_a_settled_order_does_not_ask_stripe_again(client, products, fake_stripe):
+    buy(client, products, 1, 0, 0)
+    order = last_order()
+    pay(client, fake_stripe, order)
+    url = f"/checkout/success/?session_id={order.checkout_session_id}"
+
+    for _ in range(20):
+        assert client.get(url).status_code == 200
+
+    assert fake_stripe.requests_to("GET", "/v1/checkout/sessions") == []
+
+
+def test_success_page_is_rate_limited_per_browser(client, products, fake_stripe, settings):
+    settings.RATELIMIT_ENABLE = True
+    settings.SUCCESS_RATE_PER_BROWSER = "5/m"
+    settings.SUCCESS_RATE_PER_IP = "1000/m"
+    cache.clear()
+    buy(client, products, 1, 0, 0)
+    url = f"/checkout/success/?session_id={last_order().checkout_session_id}"
+
+    statuses = [client.get(url).status_code for _ in range(7)]
+
+    assert statuses == [200] * 5 + [429] * 2
+    assert len(fake_stripe.requests_to("GET", "/v1/checkout/sessions")) == 5
+
+
+def test_pages_that_show_a_browsers_orders_are_private(client, products, fake_stripe):
+    buy(client, products, 1, 0, 0)
+    order = last_order()
+    pay(client, fake_stripe, order)
+
+    storefront = client.get("/")
+    success = client.get(f"/checkout/success/?session_id={order.checkout_session_id}")
+
+    assert "private" in storefront["Cache-Control"]
+    assert "Cookie" in storefront["Vary"]
+    assert "private" in success["Cache-Control"]

@@ -1,8 +1,6 @@
 """Turning a cart into a Stripe Checkout Session, once per cart, whatever the customer clicks."""
 
-import hashlib
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -11,10 +9,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from shop.catalogue.models import Product
-from shop.catalogue.selectors import products_for_sale
 from shop.errors import ShopError
-from shop.orders.limits import MAX_AMOUNT, MIN_CHARGE
+from shop.orders.cart import PricedCart
 from shop.orders.models import Order, OrderLine, OrderStatus
 from shop.orders.services import order_apply_session, order_transition
 from shop.payments import get_gateway
@@ -35,59 +31,6 @@ STRIPE_DOWN_MESSAGE = (
     "We could not reach our payment provider, so no payment was started and no money was "
     "taken. Please try again in a minute."
 )
-
-
-@dataclass(frozen=True)
-class PricedLine:
-    product: Product
-    quantity: int
-
-    @property
-    def total(self) -> int:
-        return self.product.unit_amount * self.quantity
-
-
-@dataclass(frozen=True)
-class PricedCart:
-    lines: tuple[PricedLine, ...]
-    currency: str
-
-    @property
-    def total(self) -> int:
-        return sum(line.total for line in self.lines)
-
-    @property
-    def key(self) -> str:
-        # Prices are part of the key: after a price change the same quantities are a new cart.
-        parts = [self.currency] + [
-            f"{line.product.pk}:{line.quantity}:{line.product.unit_amount}" for line in self.lines
-        ]
-        return hashlib.sha256("|".join(parts).encode()).hexdigest()
-
-
-def cart_price(
-    *, quantities: dict[int, int], products: Mapping[int, Product] | None = None
-) -> PricedCart:
-    """Price a cart from the database; the browser only ever says which product and how many.
-
-    `products`: the products for sale, if the caller has just read them.
-    """
-    wanted = {pk: qty for pk, qty in quantities.items() if qty > 0}
-    if not wanted:
-        raise ShopError("Choose at least one product.")
-    if products is None:
-        products = {p.pk: p for p in products_for_sale().filter(pk__in=wanted)}
-    if wanted.keys() - products.keys():
-        raise ShopError("Your cart has a product that is not for sale.")
-    cart = PricedCart(
-        lines=tuple(PricedLine(products[pk], wanted[pk]) for pk in sorted(wanted)),
-        currency=settings.SHOP_CURRENCY,
-    )
-    if cart.total > MAX_AMOUNT:
-        raise ShopError("That order is larger than we can take in one payment.")
-    if cart.total < MIN_CHARGE:
-        raise ShopError("The smallest order we can take is $0.50.")
-    return cart
 
 
 def checkout_start(
@@ -249,11 +192,13 @@ def checkout_confirm(*, customer_key: str, session_id: str) -> Order | None:
     """The success page: ask the provider about this browser's session and apply what it says.
 
     Stripe recommends fulfilling here as well as from the webhook; both use the same function.
-    Sessions of other browsers are not looked up at all.
+    Sessions of other browsers are not looked up at all, and the provider is asked only while
+    the order is pending: a settled order is shown from the database, so reloading the page
+    cannot spend the account's API rate limit.
     """
     order = Order.objects.filter(checkout_session_id=session_id, customer_key=customer_key).first()
-    if order is None:
-        return None
+    if order is None or order.status != OrderStatus.PENDING:
+        return order
     try:
         session = get_gateway().retrieve_checkout_session(session_id)
     except PaymentError:

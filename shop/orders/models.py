@@ -20,6 +20,10 @@ class OrderStatus(models.TextChoices):
     REFUNDED = "refunded", "Refunded"
 
 
+# The statuses of an order whose payment was received (a refunded order was paid first).
+PAID_STATUSES = [OrderStatus.PAID, OrderStatus.REFUNDED]
+
+
 class Order(models.Model):
     # The public reference: Stripe carries it as client_reference_id and metadata[order_id].
     reference = models.CharField(max_length=40, unique=True, default=new_order_reference)
@@ -54,10 +58,11 @@ class Order(models.Model):
                 condition=Q(amount_total__gte=MIN_CHARGE) & Q(amount_total__lte=MAX_AMOUNT),
                 name="order_amount_in_stripe_range",
             ),
+            # Paid and refunded orders, and only they, have paid_at: My Orders relies on it.
             models.CheckConstraint(
-                condition=~Q(status__in=[OrderStatus.PAID, OrderStatus.REFUNDED])
-                | Q(paid_at__isnull=False),
-                name="order_paid_has_paid_at",
+                condition=Q(status__in=PAID_STATUSES, paid_at__isnull=False)
+                | (~Q(status__in=PAID_STATUSES) & Q(paid_at__isnull=True)),
+                name="order_paid_at_iff_paid",
             ),
             # One payable checkout per browser: a second concurrent insert fails here.
             models.UniqueConstraint(
@@ -67,17 +72,23 @@ class Order(models.Model):
             ),
         ]
         indexes = [
-            # My Orders walks one browser's orders newest first. Not partial: SQLite's planner
-            # would not match "status IN (...)" to it and would scan every paid order instead.
-            models.Index(fields=["customer_key", "-id"], name="order_customer_history_idx"),
+            # My Orders: one browser's paid and refunded orders, newest first. Partial on the
+            # very condition the query states (SQLite uses a partial index only then), so the
+            # plan reads the browser's newest orders and nothing of other browsers'.
+            models.Index(
+                fields=["customer_key", "-id"],
+                name="order_history_idx",
+                condition=Q(paid_at__isnull=False),
+            ),
+            # Checkout: the browser's pending orders (the open one and released ones).
+            models.Index(
+                fields=["customer_key"],
+                name="order_customer_pending_idx",
+                condition=Q(status="pending"),
+            ),
             models.Index(fields=["status", "created_at"], name="order_status_idx"),
             # Plain, not partial: SQLite only uses a partial index it can prove from the query.
             models.Index(fields=["payment_intent_id"], name="order_intent_idx"),
-            models.Index(
-                fields=["customer_key", "status"],
-                name="order_customer_released_idx",
-                condition=Q(released_at__isnull=False),
-            ),
         ]
 
     def __str__(self) -> str:

@@ -1,47 +1,66 @@
 """Reading orders for the pages that show them."""
 
+import hashlib
 from dataclasses import dataclass
 
-from django.db.models import Prefetch
+from django.db.models import Prefetch, QuerySet
 
-from shop.orders.models import Order, OrderLine, OrderStatus
+from shop.orders.models import Order, OrderLine
 
 ORDERS_PER_PAGE = 10
-HISTORY_STATUSES = (OrderStatus.PAID, OrderStatus.REFUNDED)
 
 
 @dataclass(frozen=True)
 class OrderPage:
-    # (id, reference, status) of each order shown, newest first: all a cached rendering of the
-    # page needs to know, since an order's lines and amounts never change after checkout.
-    shown: list[tuple[int, str, str]]
+    """A page of My Orders: what it shows as one key, and the orders to render it with.
+
+    `orders` is lazy: it is read only when the page's markup is not cached under `key`.
+    """
+
+    key: str
+    orders: QuerySet[Order]
     next_cursor: str | None
+    paged: bool
 
 
 def orders_for_customer(*, customer_key: str | None, before: str | None = None) -> OrderPage:
     """A page of this browser's paid and refunded orders, newest first.
 
-    Keyset paging on the primary key (ids grow with creation time), so a page costs the same
-    whether the history holds ten orders or ten thousand.
+    Keyset paging on the primary key (ids grow with creation time) through an index that
+    matches the query, so a page costs the same whether the browser's history holds ten orders
+    or ten thousand, and whatever other browsers bought since.
     """
+    paged = bool(before)
     if not customer_key:
-        return OrderPage([], None)
-    orders = Order.objects.filter(customer_key=customer_key, status__in=HISTORY_STATUSES)
+        return OrderPage(_page_key([], None, paged), Order.objects.none(), None, paged)
+    history = Order.objects.filter(customer_key=customer_key, paid_at__isnull=False)
     if before and before.isascii() and before.isdigit() and len(before) < 19:
-        orders = orders.filter(pk__lt=int(before))
+        history = history.filter(pk__lt=int(before))
     shown = list(
-        orders.order_by("-id").values_list("id", "reference", "status")[: ORDERS_PER_PAGE + 1]
+        history.order_by("-id").values_list("id", "reference", "status")[: ORDERS_PER_PAGE + 1]
     )
-    if len(shown) <= ORDERS_PER_PAGE:
-        return OrderPage(shown, None)
-    shown = shown[:ORDERS_PER_PAGE]
-    return OrderPage(shown, str(shown[-1][0]))
+    next_cursor = None
+    if len(shown) > ORDERS_PER_PAGE:
+        shown = shown[:ORDERS_PER_PAGE]
+        next_cursor = str(shown[-1][0])
+    return OrderPage(
+        _page_key(shown, next_cursor, paged),
+        _with_lines([pk for pk, _, _ in shown]),
+        next_cursor,
+        paged,
+    )
 
 
-def orders_with_lines(page: OrderPage) -> list[Order]:
-    """The orders of a page with their lines, in the page's order, for rendering it."""
-    orders = (
-        Order.objects.filter(pk__in=[pk for pk, _, _ in page.shown])
+def _page_key(shown: list[tuple[int, str, str]], next_cursor: str | None, paged: bool) -> str:
+    # An order's lines and amounts never change after checkout, only its status: the ids,
+    # references and statuses say everything the page shows. References are random, so a key
+    # never outlives its order, even in a database whose ids start again.
+    return hashlib.sha256(repr((shown, next_cursor, paged)).encode()).hexdigest()
+
+
+def _with_lines(ids: list[int]) -> QuerySet[Order]:
+    return (
+        Order.objects.filter(pk__in=ids)
         .order_by("-id")
         .only("reference", "status", "amount_total", "currency", "created_at", "paid_at")
         .prefetch_related(
@@ -53,4 +72,12 @@ def orders_with_lines(page: OrderPage) -> list[Order]:
             )
         )
     )
-    return list(orders)
+
+
+def order_for_browser_session(*, customer_key: str, session_id: str) -> Order | None:
+    """This browser's order paid through `session_id`, with its lines; None for anyone else's."""
+    return (
+        Order.objects.filter(checkout_session_id=session_id, customer_key=customer_key)
+        .prefetch_related("lines")
+        .first()
+    )

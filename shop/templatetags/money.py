@@ -14,8 +14,3 @@ def cents(amount: int | None, currency: str = "usd") -> str:
     dollars, rest = divmod(abs(int(amount)), 100)
     symbol = SYMBOLS.get((currency or "usd").lower(), (currency or "").upper() + " ")
     return f"{sign}{symbol}{dollars:,}.{rest:02d}"
-
-
-@register.filter
-def multiply(value: int, factor: int) -> int:
-    return int(value) * int(factor)

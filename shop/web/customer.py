@@ -15,20 +15,12 @@ from django.http import HttpRequest, HttpResponse
 
 COOKIE_NAME = "shop_customer"
 _SALT = "shop.customer"
-# Where browsers that first bought before this cookie existed keep their key.
-LEGACY_SESSION_KEY = "customer_key"
 
 
 def customer_key_read(request: HttpRequest) -> str | None:
     """The browser's key, or None for a browser that has never checked out here."""
     key = request.get_signed_cookie(COOKIE_NAME, default=None, salt=_SALT)
-    if key:
-        return str(key)
-    if settings.SESSION_COOKIE_NAME in request.COOKIES:
-        legacy = request.session.get(LEGACY_SESSION_KEY)
-        if isinstance(legacy, str) and legacy:
-            return legacy
-    return None
+    return str(key) if key else None
 
 
 def customer_key_new() -> str:
@@ -36,8 +28,7 @@ def customer_key_new() -> str:
 
 
 def customer_cookie_set(request: HttpRequest, response: HttpResponse, key: str) -> None:
-    """Give the browser its key, unless its signed cookie already holds it (a key found in a
-    legacy session moves to the cookie here)."""
+    """Give the browser its key, unless its signed cookie already holds it."""
     if request.get_signed_cookie(COOKIE_NAME, default=None, salt=_SALT) == key:
         return
     response.set_cookie(

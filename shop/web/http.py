@@ -2,10 +2,16 @@
 
 import codecs
 import ipaddress
+from collections.abc import Callable
 from email.message import Message
+from functools import wraps
+from typing import Any
 
 from django.conf import settings
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.http.response import HttpResponseRedirectBase
+
+from shop.web.customer import customer_key_read
 
 UNKNOWN_IP = "0.0.0.0"  # noqa: S104 - a placeholder value, never bound to
 
@@ -35,3 +41,44 @@ def is_text_charset(content_type: str) -> bool:
         return codecs.lookup(charset)._is_text_encoding
     except LookupError:
         return True
+
+
+def customer_browser(group: str, request: HttpRequest) -> str:
+    """Rate-limit key for "this browser": its signed customer cookie, which a client cannot mint
+    for itself (a CSRF cookie it can). Used with `per_customer_browser` rates only."""
+    return customer_key_read(request) or ""
+
+
+def per_customer_browser(setting: str) -> Callable[[str, HttpRequest], str | None]:
+    """A rate for browsers that hold a customer cookie; none for the others (a browser that
+    never bought here), which the per-address limit bounds instead."""
+
+    def rate(group: str, request: HttpRequest) -> str | None:
+        return str(getattr(settings, setting)) if customer_key_read(request) else None
+
+    return rate
+
+
+class HttpResponseSeeOther(HttpResponseRedirectBase):
+    status_code = 303
+
+
+def limit_body(max_bytes: int) -> Callable[..., Any]:
+    """Refuse oversized bodies from the Content-Length header, before anything parses them."""
+
+    def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @wraps(view)
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            try:
+                length = int(request.META.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                return HttpResponse("Bad Content-Length.", status=400, content_type="text/plain")
+            if length > max_bytes:
+                return HttpResponse(
+                    "Request body too large.", status=413, content_type="text/plain"
+                )
+            return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorator

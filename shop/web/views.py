@@ -1,53 +1,39 @@
-"""HTTP in, HTTP out: every rule lives in services, selectors and the cart parser."""
+"""HTTP in, HTTP out: every rule lives in services, selectors and the cart."""
 
-import hashlib
 import re
-import secrets
-from collections.abc import Callable
-from functools import wraps
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db import connection
-from django.http import (
-    Http404,
-    HttpRequest,
-    HttpResponse,
-    JsonResponse,
-)
-from django.http.response import HttpResponseRedirectBase
-from django.middleware.csrf import get_token
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
-from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils.safestring import mark_safe
+from django.utils.cache import patch_cache_control
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_ratelimit.decorators import ratelimit
 
-from shop.catalogue.models import Product
-from shop.catalogue.selectors import products_for_sale, products_for_storefront
+from shop.catalogue.selectors import catalogue_for_storefront, products_for_sale
 from shop.errors import ShopError
-from shop.orders.cart import cart_field_name, cart_parse
-from shop.orders.checkout import (
-    cart_price,
-    checkout_confirm,
-    checkout_pay_on_our_page,
-    checkout_start,
-)
-from shop.orders.models import Order, OrderStatus
-from shop.orders.selectors import OrderPage, orders_for_customer, orders_with_lines
+from shop.orders.cart import cart_field_name, cart_parse, cart_price
+from shop.orders.checkout import checkout_confirm, checkout_pay_on_our_page, checkout_start
+from shop.orders.models import OrderStatus
+from shop.orders.selectors import order_for_browser_session, orders_for_customer
 from shop.payments import demo_mode
 from shop.payments.webhooks import webhook_receive
 from shop.results import Kind
 from shop.web.customer import customer_cookie_set, customer_key_new, customer_key_read
-from shop.web.http import client_ip
+from shop.web.http import (
+    HttpResponseSeeOther,
+    client_ip,
+    customer_browser,
+    limit_body,
+    per_customer_browser,
+)
 
 SESSION_ID = re.compile(r"cs_[A-Za-z0-9_]{1,250}")
 CHECKOUT_MAX_BYTES = 16 * 1024
-MY_ORDERS_CACHE_SECONDS = 3600
 # What Stripe should do: 2xx settles a delivery; 400 says do not trust it; 500 asks for a retry.
 WEBHOOK_STATUS = {
     Kind.APPLIED: 200,
@@ -64,39 +50,9 @@ NOTICES = {
 }
 
 
-class HttpResponseSeeOther(HttpResponseRedirectBase):
-    status_code = 303
-
-
-def limit_body(max_bytes: int) -> Callable[..., Any]:
-    """Refuse oversized bodies from the Content-Length header, before anything parses them."""
-
-    def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-        @wraps(view)
-        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            try:
-                length = int(request.META.get("CONTENT_LENGTH") or 0)
-            except ValueError:
-                return HttpResponse("Bad Content-Length.", status=400, content_type="text/plain")
-            if length > max_bytes:
-                return HttpResponse(
-                    "Request body too large.", status=413, content_type="text/plain"
-                )
-            return view(request, *args, **kwargs)
-
-        return wrapped
-
-    return decorator
-
-
 @require_GET
 def storefront(request: HttpRequest) -> HttpResponse:
     return _storefront(request, notice=NOTICES.get(request.GET.get("notice", "")))
-
-
-def _browser(group: str, request: HttpRequest) -> str:
-    # Every post that got past CSRF carries the browser's CSRF cookie, set on its first visit.
-    return request.COOKIES.get(settings.CSRF_COOKIE_NAME) or f"ip:{client_ip(request)}"
 
 
 @require_POST
@@ -106,8 +62,8 @@ def _browser(group: str, request: HttpRequest) -> str:
 )
 @ratelimit(
     group="checkout-browser",
-    key=_browser,
-    rate=lambda g, r: settings.CHECKOUT_RATE_PER_BROWSER,
+    key=customer_browser,
+    rate=per_customer_browser("CHECKOUT_RATE_PER_BROWSER"),
     block=True,
 )
 def checkout(request: HttpRequest) -> HttpResponse:
@@ -137,6 +93,13 @@ def checkout(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @never_cache
+@ratelimit(group="success-ip", key="ip", rate=lambda g, r: settings.SUCCESS_RATE_PER_IP, block=True)
+@ratelimit(
+    group="success-browser",
+    key=customer_browser,
+    rate=per_customer_browser("SUCCESS_RATE_PER_BROWSER"),
+    block=True,
+)
 def checkout_success(request: HttpRequest) -> HttpResponse:
     session_id = request.GET.get("session_id", "")
     customer_key = customer_key_read(request)
@@ -169,11 +132,7 @@ def demo_checkout(request: HttpRequest, session_id: str) -> HttpResponse:
                 reverse("shop:checkout_success") + "?session_id=" + session_id
             )
         return HttpResponseSeeOther(reverse("shop:storefront") + "?notice=cancelled")
-    order = (
-        Order.objects.filter(checkout_session_id=session_id, customer_key=customer_key)
-        .prefetch_related("lines")
-        .first()
-    )
+    order = order_for_browser_session(customer_key=customer_key, session_id=session_id)
     if order is None:
         raise Http404("No such checkout.")
     return render(
@@ -221,84 +180,30 @@ def _storefront(
     status: int = 200,
     posted: Any = None,
 ) -> HttpResponse:
-    products = products_for_storefront()
-    page = orders_for_customer(
-        customer_key=customer_key_read(request), before=request.GET.get("before")
-    )
-    my_orders = _my_orders_html(page, paged=bool(request.GET.get("before")))
-    if error is None:
-        fill = {_CSRF_SLOT: get_token(request), _ORDERS_SLOT: my_orders}
-        parts = _storefront_shared(products=products, notice=notice)
-        # Odd parts are the stand-ins (re.split keeps the separators it matched).
-        html = "".join(fill[part] if i % 2 else part for i, part in enumerate(parts))
-        return HttpResponse(html, status=status)
+    """The one storefront page: its product list and My Orders are cached fragments, keyed on
+    what they show (see the selectors); a cart error shows the products with what was posted."""
+    catalogue = catalogue_for_storefront()
     context = {
-        "products": _form_products(products, posted),
-        "my_orders": my_orders,
+        "catalogue": catalogue,
+        "quantities": _posted_quantities(posted) if error else None,
+        "orders": orders_for_customer(
+            customer_key=customer_key_read(request), before=request.GET.get("before")
+        ),
         "notice": notice,
         "error": error,
     }
-    return render(request, "shop/storefront.html", context, status=status)
+    response = render(request, "shop/storefront.html", context, status=status)
+    # The page shows this browser's orders: no shared cache may keep it.
+    patch_cache_control(response, private=True)
+    return response
 
 
-# Stand-ins for what differs between browsers in the shared storefront markup. Random per
-# process, so no product name or description can contain one.
-_CSRF_SLOT = "csrf-slot-" + secrets.token_hex(16)
-_ORDERS_SLOT = "orders-slot-" + secrets.token_hex(16)
-_SLOTS = re.compile(f"({_CSRF_SLOT}|{_ORDERS_SLOT})")
-_shared_pages: dict[str, list[str]] = {}
-SHARED_PAGES_KEPT = 32
-
-
-def _storefront_shared(*, products: list[Product], notice: str | None) -> list[str]:
-    """The storefront without a cart error is the same for every browser but for its CSRF
-    token and My Orders: render it once per product list, notice and mode, with stand-ins for
-    those two, and split it around them.
-
-    Rendered without the request, so nothing of one browser can end up in another's page.
-    Kept per process: the key is everything the markup shows, so no copy can be stale.
-    """
-    shown = [(p.pk, p.name, p.description, p.unit_amount) for p in products]
-    key = hashlib.sha256(repr((shown, notice, demo_mode())).encode()).hexdigest()
-    parts = _shared_pages.get(key)
-    if parts is None:
-        html = render_to_string(
-            "shop/storefront.html",
-            {
-                "products": _form_products(products, None),
-                "notice": notice,
-                "demo_mode": demo_mode(),
-                "csrf_token": _CSRF_SLOT,
-                "my_orders": mark_safe(_ORDERS_SLOT),  # noqa: S308 - a constant of ours
-            },
-        )
-        parts = _SLOTS.split(html)
-        if len(_shared_pages) >= SHARED_PAGES_KEPT:
-            _shared_pages.clear()  # only a price-editing spree gets here
-        _shared_pages[key] = parts
-    return parts
-
-
-def _form_products(products: list[Product], posted: Any) -> list[Product]:
-    """The products with their form field, holding what the customer posted (on an error)."""
-    for product in products:
-        raw = posted.get(cart_field_name(product.pk), "") if posted is not None else ""
-        product.field_name = cart_field_name(product.pk)  # type: ignore[attr-defined]
-        product.posted = raw if isinstance(raw, str) and raw.isdigit() and len(raw) <= 2 else "0"  # type: ignore[attr-defined]
-    return products
-
-
-def _my_orders_html(page: OrderPage, *, paged: bool) -> str:
-    """The My Orders section, cached under what it shows: the lines and amounts of an order
-    never change after checkout, only its status does. References are random, so a key never
-    outlives its order, even in a database whose ids start again."""
-    digest = hashlib.sha256(repr((page.shown, page.next_cursor, paged)).encode()).hexdigest()
-    key = f"my-orders:{digest}"
-    html = cache.get(key)
-    if html is None:
-        html = render_to_string(
-            "shop/_my_orders.html",
-            {"orders": orders_with_lines(page), "next_cursor": page.next_cursor, "paged": paged},
-        )
-        cache.set(key, html, MY_ORDERS_CACHE_SECONDS)
-    return mark_safe(html)  # noqa: S308 - our own template's output, rendered just above
+def _posted_quantities(posted: Any) -> dict[str, str]:
+    """What the customer typed, to show again beside the error (only well-formed numbers)."""
+    catalogue = catalogue_for_storefront()
+    quantities = {}
+    for product in catalogue.products:
+        raw = posted.get(cart_field_name(product.id), "") if posted is not None else ""
+        ok = isinstance(raw, str) and raw.isdigit() and len(raw) <= 2
+        quantities[cart_field_name(product.id)] = raw if ok else "0"
+    return quantities

@@ -12,7 +12,8 @@ import pytest
 from playwright.sync_api import Locator, Page, expect
 
 from shop.catalogue.models import Product
-from shop.orders.checkout import cart_price, checkout_start
+from shop.orders.cart import cart_price
+from shop.orders.checkout import checkout_start
 from shop.orders.models import Order, OrderLine, OrderStatus
 from shop.web.customer import COOKIE_NAME, customer_cookie_value
 
