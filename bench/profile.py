@@ -30,8 +30,8 @@ from urllib.parse import urlencode
 
 from bench.backend import webhook_request
 from bench.load import Request, cpu_seconds, postgres_pids
+from devtools.fakestripe import FakeStripe
 from devtools.pgcluster import postgres_cluster
-from tests.fakestripe import FakeStripe
 
 SCENARIOS = [
     "floor",

@@ -278,7 +278,7 @@ def render(reports: list[dict[str, Any]], *, machine: dict[str, str], args: Any)
         "for the +100k rows, 100,000 paid orders of 20,000 other browsers and 100,000 past "
         "webhook events (one in fifty a refund), inserted with INSERT ... SELECT and, on "
         "PostgreSQL, followed by ANALYZE as autovacuum would.",
-        "- Stripe: the fake server of `tests/fakestripe.py`, in the bench process, answering at "
+        "- Stripe: the fake server of `devtools/fakestripe/`, in the bench process, answering at "
         "once.",
         "- *SQL/req* and *Stripe calls/req*: the SQL statements and fake-Stripe requests of "
         "one request through the full middleware stack, counted in process with the test "
