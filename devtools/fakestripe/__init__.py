@@ -23,54 +23,31 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, cast
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote
 
 import requests
 
+from devtools.fakestripe.errors import ApiError
+from devtools.fakestripe.forms import Params, decode_form
+from devtools.fakestripe.params import (
+    CreateRequest,
+    LineItem,
+    check_read_params,
+    parse_create_params,
+)
+
 API_VERSION = "2026-10-28.endive"  # what stripe==16.1.0 pins
-MAX_AMOUNT = 99_999_999
-MIN_AMOUNT = 50
-MAX_LINE_ITEMS = 100
-DEFAULT_LIFETIME = 24 * 3600
-MIN_LIFETIME = 30 * 60
-EXPIRES_AT_SLACK = 60
 SESSION_ID_PLACEHOLDER = "{CHECKOUT_SESSION_ID}"
 
-_CREATE_PARAMS = frozenset(
-    {
-        "mode",
-        "line_items",
-        "success_url",
-        "cancel_url",
-        "client_reference_id",
-        "metadata",
-        "expires_at",
-        "customer_email",
-        "payment_method_types",
-        "currency",
-        "locale",
-        "submit_type",
-        "expand",
-    }
-)
-_LINE_ITEM_PARAMS = frozenset({"price_data", "quantity"})
-_PRICE_DATA_PARAMS = frozenset({"currency", "unit_amount", "product_data", "tax_behavior"})
-_PRODUCT_DATA_PARAMS = frozenset({"name", "description", "images", "metadata", "tax_code"})
-_READ_PARAMS = frozenset({"expand"})
-
 _ALNUM = string.ascii_letters + string.digits
-_KEY_RE = re.compile(r"([^\[\]]+)((?:\[[^\[\]]*\])*)")
-_INT_RE = re.compile(r"-?\d+")
-_CURRENCY_RE = re.compile(r"[a-z]{3}")
 
-Params = dict[str, Any]
 Json = dict[str, Any]
 
 
@@ -87,304 +64,6 @@ def _random_id(prefix: str, length: int = 24) -> str:
 
 def _now() -> int:
     return int(time.time())
-
-
-# --- form decoding -----------------------------------------------------------------------------
-
-
-class _ApiError(Exception):
-    """A Stripe-shaped error response; ``executed`` says whether the endpoint ran.
-
-    Stripe stores an idempotent result only once the endpoint started executing, so
-    authentication and parameter-validation failures are not replayed.
-    """
-
-    def __init__(
-        self,
-        status: int,
-        error_type: str,
-        message: str,
-        *,
-        code: str | None = None,
-        param: str | None = None,
-        executed: bool = False,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.error_type = error_type
-        self.message = message
-        self.code = code
-        self.param = param
-        self.executed = executed
-
-    def body(self) -> Json:
-        error: Json = {"type": self.error_type, "message": self.message}
-        if self.code is not None:
-            error["code"] = self.code
-        if self.param is not None:
-            error["param"] = self.param
-        return {"error": error}
-
-
-def _invalid(message: str, *, param: str | None = None, code: str | None = None) -> _ApiError:
-    return _ApiError(400, "invalid_request_error", message, code=code, param=param)
-
-
-def decode_form(pairs: Iterable[tuple[str, str]]) -> Params:
-    """Decode Stripe's ``a[b][0][c]=v`` form encoding into nested dicts and lists."""
-    root: Params = {}
-    for key, value in pairs:
-        parts = _split_key(key)
-        node = root
-        for part in parts[:-1]:
-            child = node.setdefault(part or str(len(node)), {})
-            if not isinstance(child, dict):
-                raise _invalid(f"Invalid hash: {key}", param=key)
-            node = child
-        last = parts[-1] or str(len(node))
-        if isinstance(node.get(last), dict):
-            raise _invalid(f"Invalid hash: {key}", param=key)
-        node[last] = value
-    return cast(Params, _listify(root))
-
-
-def _split_key(key: str) -> list[str]:
-    match = _KEY_RE.fullmatch(key)
-    if match is None:
-        return [key]
-    return [match.group(1), *re.findall(r"\[([^\[\]]*)\]", match.group(2))]
-
-
-def _listify(value: Any) -> Any:
-    if not isinstance(value, dict):
-        return value
-    converted = {key: _listify(item) for key, item in value.items()}
-    if converted and all(key.isdigit() for key in converted):
-        return [converted[key] for key in sorted(converted, key=int)]
-    return converted
-
-
-# --- parameter validation for POST /v1/checkout/sessions ---------------------------------------
-
-
-@dataclass(frozen=True)
-class _LineItem:
-    name: str
-    quantity: int
-    unit_amount: int
-    currency: str
-
-    @property
-    def amount(self) -> int:
-        return self.quantity * self.unit_amount
-
-
-@dataclass(frozen=True)
-class _CreateRequest:
-    line_items: list[_LineItem]
-    currency: str
-    amount_total: int
-    success_url: str
-    cancel_url: str
-    expires_at: int
-    client_reference_id: str | None
-    metadata: dict[str, str]
-    optional: Params  # customer_email, payment_method_types, locale, submit_type as given
-
-
-def _reject_unknown(params: Params, allowed: frozenset[str], prefix: str = "") -> None:
-    for key in params:
-        if key not in allowed:
-            name = f"{prefix}[{key}]" if prefix else key
-            raise _invalid(
-                f"Received unknown parameter: {name}", param=name, code="parameter_unknown"
-            )
-
-
-def _missing(param: str) -> _ApiError:
-    return _invalid(f"Missing required param: {param}.", param=param, code="parameter_missing")
-
-
-def _require(params: Params, key: str, param: str) -> Any:
-    if key not in params:
-        raise _missing(param)
-    value = params[key]
-    if value == "":
-        raise _invalid(
-            f"You passed an empty string for '{param}'. We assume empty values are an attempt "
-            f"to unset a parameter; however '{param}' cannot be unset. You should remove "
-            f"'{param}' from your request or supply a non-empty value.",
-            param=param,
-            code="parameter_invalid_empty",
-        )
-    return value
-
-
-def _require_dict(params: Params, key: str, param: str) -> Params:
-    value = _require(params, key, param)
-    if not isinstance(value, dict):
-        raise _invalid(f"Invalid object: {param}", param=param)
-    return value
-
-
-def _int_param(value: Any, param: str, *, minimum: int) -> int:
-    if not isinstance(value, str) or not _INT_RE.fullmatch(value):
-        raise _invalid(f"Invalid integer: {value}", param=param, code="parameter_invalid_integer")
-    number = int(value)
-    if number < minimum:
-        raise _invalid(
-            f"This value must be greater than or equal to {minimum}.",
-            param=param,
-            code="parameter_invalid_integer",
-        )
-    return number
-
-
-def _currency(value: Any, param: str) -> str:
-    if not isinstance(value, str) or not _CURRENCY_RE.fullmatch(value):
-        raise _invalid(f"Invalid currency: {value}.", param=param, code="parameter_invalid_string")
-    return value
-
-
-def _parse_line_item(index: int, item: Any) -> _LineItem:
-    prefix = f"line_items[{index}]"
-    if not isinstance(item, dict):
-        raise _invalid(f"Invalid object: {prefix}", param=prefix)
-    _reject_unknown(item, _LINE_ITEM_PARAMS, prefix)
-    quantity_param = f"{prefix}[quantity]"
-    quantity = _int_param(_require(item, "quantity", quantity_param), quantity_param, minimum=1)
-    price_data = _require_dict(item, "price_data", f"{prefix}[price_data]")
-    price_prefix = f"{prefix}[price_data]"
-    _reject_unknown(price_data, _PRICE_DATA_PARAMS, price_prefix)
-    currency = _currency(
-        _require(price_data, "currency", f"{price_prefix}[currency]"), f"{price_prefix}[currency]"
-    )
-    unit_amount = _int_param(
-        _require(price_data, "unit_amount", f"{price_prefix}[unit_amount]"),
-        f"{price_prefix}[unit_amount]",
-        minimum=0,
-    )
-    product_prefix = f"{price_prefix}[product_data]"
-    product_data = _require_dict(price_data, "product_data", product_prefix)
-    _reject_unknown(product_data, _PRODUCT_DATA_PARAMS, product_prefix)
-    name = _require(product_data, "name", f"{product_prefix}[name]")
-    return _LineItem(name=str(name), quantity=quantity, unit_amount=unit_amount, currency=currency)
-
-
-def _parse_line_items(params: Params) -> list[_LineItem]:
-    raw = _require(params, "line_items", "line_items")
-    if not isinstance(raw, list):
-        raise _invalid("Invalid array", param="line_items")
-    if len(raw) > MAX_LINE_ITEMS:
-        raise _invalid(
-            f"You may only specify up to {MAX_LINE_ITEMS} line items in payment mode.",
-            param="line_items",
-        )
-    items = [_parse_line_item(index, item) for index, item in enumerate(raw)]
-    currencies = sorted({item.currency for item in items})
-    if len(currencies) > 1:
-        raise _invalid(
-            f"All line items must use the same currency; got {', '.join(currencies)}.",
-            param="line_items",
-        )
-    return items
-
-
-def _url_param(params: Params, key: str) -> str:
-    value = _require(params, key, key)
-    parts = urlsplit(value) if isinstance(value, str) else None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
-        raise _invalid("Not a valid URL", param=key, code="url_invalid")
-    return cast(str, value)
-
-
-def _expires_at(params: Params, now: int) -> int:
-    if "expires_at" not in params:
-        return now + DEFAULT_LIFETIME
-    expires_at = _int_param(params["expires_at"], "expires_at", minimum=0)
-    if expires_at < now + MIN_LIFETIME - EXPIRES_AT_SLACK:
-        raise _invalid(
-            "The `expires_at` timestamp must be at least 30 minutes from Checkout Session "
-            "creation.",
-            param="expires_at",
-        )
-    if expires_at > now + DEFAULT_LIFETIME + EXPIRES_AT_SLACK:
-        raise _invalid(
-            "The `expires_at` timestamp must be less than 24 hours from Checkout Session creation.",
-            param="expires_at",
-        )
-    return expires_at
-
-
-def _metadata(params: Params) -> dict[str, str]:
-    value = params.get("metadata", {})
-    if value == "":
-        return {}
-    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-        raise _invalid("Invalid hash", param="metadata")
-    return cast(dict[str, str], value)
-
-
-def _client_reference_id(params: Params) -> str | None:
-    value = params.get("client_reference_id")
-    if value is not None and (not isinstance(value, str) or len(value) > 200):
-        raise _invalid(
-            "client_reference_id must be a string of at most 200 characters.",
-            param="client_reference_id",
-        )
-    return value or None
-
-
-def _check_amount(total: int, currency: str) -> None:
-    if total > MAX_AMOUNT:
-        raise _invalid(
-            f"The Checkout Session's total amount must be no more than {MAX_AMOUNT}.",
-            param="line_items",
-            code="amount_too_large",
-        )
-    if total < MIN_AMOUNT:
-        raise _invalid(
-            f"The Checkout Session's total amount due must add up to at least "
-            f"{MIN_AMOUNT} {currency}.",
-            param="line_items",
-            code="amount_too_small",
-        )
-
-
-def _optional_fields(params: Params) -> Params:
-    if "payment_method_types" in params and not isinstance(params["payment_method_types"], list):
-        raise _invalid("Invalid array", param="payment_method_types")
-    keys = ("customer_email", "payment_method_types", "locale", "submit_type")
-    return {key: params[key] for key in keys if key in params}
-
-
-def parse_create_params(params: Params, now: int) -> _CreateRequest:
-    """Validate ``POST /v1/checkout/sessions`` parameters the way Stripe does (payment mode)."""
-    _reject_unknown(params, _CREATE_PARAMS)
-    mode = _require(params, "mode", "mode")
-    if mode != "payment":
-        raise _invalid(
-            f"Invalid mode: {mode}. This fake only supports `payment`.",
-            param="mode",
-            code="parameter_invalid_string",
-        )
-    items = _parse_line_items(params)
-    currency = items[0].currency
-    if "currency" in params and params["currency"] != currency:
-        raise _invalid("currency must match the line items' currency.", param="currency")
-    total = sum(item.amount for item in items)
-    _check_amount(total, currency)
-    return _CreateRequest(
-        line_items=items,
-        currency=currency,
-        amount_total=total,
-        success_url=_url_param(params, "success_url"),
-        cancel_url=_url_param(params, "cancel_url"),
-        expires_at=_expires_at(params, now),
-        client_reference_id=_client_reference_id(params),
-        metadata=_metadata(params),
-        optional=_optional_fields(params),
-    )
 
 
 # --- server plumbing ---------------------------------------------------------------------------
@@ -432,7 +111,7 @@ def _json_response(status: int, payload: Json, *, store: bool = True) -> _Respon
     return _Response(status, body, {"Content-Type": "application/json"}, store=store)
 
 
-def _error_response(error: _ApiError) -> _Response:
+def _error_response(error: ApiError) -> _Response:
     return _json_response(error.status, error.body(), store=error.executed)
 
 
@@ -479,7 +158,7 @@ class _Handler(BaseHTTPRequestHandler):
             response = fake._handle(method, self.path, headers, body)
         except Exception:
             traceback.print_exc()
-            error = _ApiError(500, "api_error", "FakeStripe crashed; see stderr.")
+            error = ApiError(500, "api_error", "FakeStripe crashed; see stderr.")
             response = _json_response(500, error.body())
             response.headers["Stripe-Should-Retry"] = "false"
         if response is None:
@@ -517,7 +196,7 @@ class FakeStripe:
         self._release_hangs = threading.Event()
         self._faults: list[_Fault] = []
         self._idempotency: dict[str, _StoredResult] = {}
-        self._line_items: dict[str, list[_LineItem]] = {}
+        self._line_items: dict[str, list[LineItem]] = {}
         self._payment_intents: dict[str, str] = {}
         self._intent_statuses: dict[str, str] = {}
         self._charges: dict[str, str] = {}
@@ -711,7 +390,7 @@ class FakeStripe:
         except KeyError:
             raise KeyError(f"No such checkout.session: '{session_id}'") from None
 
-    def _create_session(self, request: _CreateRequest, now: int) -> Json:
+    def _create_session(self, request: CreateRequest, now: int) -> Json:
         session_id = _random_id("cs_test_")
         session: Json = copy.deepcopy(self._fixtures["checkout.session"])
         session.update(
@@ -810,7 +489,7 @@ class FakeStripe:
             return None
         if fault.kind == "drop":
             return None
-        error = _ApiError(fault.status, fault.error_type, _fault_message(fault.error_type))
+        error = ApiError(fault.status, fault.error_type, _fault_message(fault.error_type))
         if fault.status == 429:
             error.code = "rate_limit"
         response = _error_response(error)
@@ -843,13 +522,13 @@ class FakeStripe:
             response.headers.setdefault("Request-Id", _random_id("req_", 14))
         return response
 
-    def _handle_api(self, request: RecordedRequest, decode_error: _ApiError | None) -> _Response:
+    def _handle_api(self, request: RecordedRequest, decode_error: ApiError | None) -> _Response:
         try:
             self._authenticate(request.headers)
             action = self._route(request.method, request.path)
             if decode_error is not None:
                 raise decode_error
-        except _ApiError as error:
+        except ApiError as error:
             return _error_response(error)
         key = request.idempotency_key
         if request.method != "POST" or not key:
@@ -873,7 +552,7 @@ class FakeStripe:
     def _authenticate(self, headers: dict[str, str]) -> None:
         authorization = headers.get("authorization", "")
         if not authorization.startswith("Bearer ") or not authorization[7:].strip():
-            raise _ApiError(
+            raise ApiError(
                 401,
                 "authentication_error",
                 "You did not provide an API key. You need to provide your API key in the "
@@ -882,7 +561,7 @@ class FakeStripe:
             )
         supplied = authorization[7:].strip()
         if not hmac.compare_digest(supplied, self.api_key):
-            raise _ApiError(
+            raise ApiError(
                 401, "authentication_error", f"Invalid API Key provided: {_mask(supplied)}"
             )
 
@@ -897,7 +576,7 @@ class FakeStripe:
             if match and route_method == method:
                 args = {name: unquote(value) for name, value in match.groupdict().items()}
                 return partial(handler, **args)
-        raise _ApiError(
+        raise ApiError(
             404,
             "invalid_request_error",
             f"Unrecognized request URL ({method}: {path}). Please see https://stripe.com/docs "
@@ -907,7 +586,7 @@ class FakeStripe:
     def _execute(self, action: Callable[[Params], Json], params: Params) -> _Response:
         try:
             return _json_response(200, action(params))
-        except _ApiError as error:
+        except ApiError as error:
             return _error_response(error)
 
     def _api_create(self, params: Params) -> Json:
@@ -917,7 +596,7 @@ class FakeStripe:
             return copy.deepcopy(self._create_session(request, now))
 
     def _api_retrieve(self, params: Params, *, session_id: str) -> Json:
-        _reject_unknown(params, _READ_PARAMS)
+        check_read_params(params)
         with self._lock:
             session = copy.deepcopy(self._existing_session(session_id))
             expand = params.get("expand") or []
@@ -952,11 +631,11 @@ class FakeStripe:
         return intent
 
     def _api_expire(self, params: Params, *, session_id: str) -> Json:
-        _reject_unknown(params, _READ_PARAMS)
+        check_read_params(params)
         with self._lock:
             status = self._existing_session(session_id)["status"]
             if status != "open":
-                raise _ApiError(
+                raise ApiError(
                     400, "invalid_request_error", _not_expirable_message(status), executed=True
                 )
             return self.expire(session_id)
@@ -964,7 +643,7 @@ class FakeStripe:
     def _existing_session(self, session_id: str) -> Json:
         session = self.sessions.get(session_id)
         if session is None:
-            raise _ApiError(
+            raise ApiError(
                 404,
                 "invalid_request_error",
                 f"No such checkout.session: '{session_id}'",
@@ -990,7 +669,7 @@ class FakeStripe:
             return _html_response(405, _page("<p>Method not allowed.</p>"))
         return self._pay(snapshot, items)
 
-    def _pay(self, session: Json, items: list[_LineItem]) -> _Response:
+    def _pay(self, session: Json, items: list[LineItem]) -> _Response:
         try:
             completed = self.complete(session["id"])
         except ValueError:  # already paid or expired, e.g. a double submit
@@ -1012,10 +691,10 @@ class FakeStripe:
             self.delivery_errors.append(f"{event_type} to {url}: HTTP {response.status_code}")
 
 
-def _decode_params(raw: str) -> tuple[Params, _ApiError | None]:
+def _decode_params(raw: str) -> tuple[Params, ApiError | None]:
     try:
         return decode_form(parse_qsl(raw, keep_blank_values=True)), None
-    except _ApiError as error:
+    except ApiError as error:
         return {}, error
 
 
@@ -1026,7 +705,7 @@ def _replay(stored: _StoredResult, request: RecordedRequest, key: str) -> _Respo
         request.params,
     )
     if not same:
-        error = _ApiError(
+        error = ApiError(
             400,
             "idempotency_error",
             "Keys for idempotent requests can only be used with the same parameters they were "
@@ -1081,7 +760,7 @@ def _page(body: str) -> str:
     )
 
 
-def _line_item_row(item: _LineItem) -> str:
+def _line_item_row(item: LineItem) -> str:
     return (
         f'<tr><td class="name">{html.escape(item.name)}</td>'
         f'<td class="quantity">{item.quantity}</td>'
@@ -1089,7 +768,7 @@ def _line_item_row(item: _LineItem) -> str:
     )
 
 
-def _checkout_page(session: Json, items: list[_LineItem]) -> str:
+def _checkout_page(session: Json, items: list[LineItem]) -> str:
     rows = "".join(_line_item_row(item) for item in items)
     total = _money(int(session["amount_total"]), session["currency"])
     parts = [
