@@ -12,30 +12,27 @@ Objects it returns start from the shapes in ``stripe_objects.json`` beside this 
 from __future__ import annotations
 
 import copy
-import hashlib
 import hmac
 import html
 import json
 import re
-import secrets
-import string
 import sys
 import threading
-import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, cast
 from urllib.parse import parse_qsl, unquote
 
 import requests
 
+from devtools.fakestripe import events, objects
 from devtools.fakestripe.errors import ApiError
 from devtools.fakestripe.forms import Params, decode_form
+from devtools.fakestripe.objects import Json, load_fixtures, now, random_id
 from devtools.fakestripe.params import (
     CreateRequest,
     LineItem,
@@ -43,27 +40,7 @@ from devtools.fakestripe.params import (
     parse_create_params,
 )
 
-API_VERSION = "2026-10-28.endive"  # what stripe==16.1.0 pins
 SESSION_ID_PLACEHOLDER = "{CHECKOUT_SESSION_ID}"
-
-_ALNUM = string.ascii_letters + string.digits
-
-Json = dict[str, Any]
-
-
-def load_fixtures() -> dict[str, Any]:
-    """Stripe's example objects, keyed by object type ("checkout.session", "event", ...)."""
-    path = Path(__file__).with_name("stripe_objects.json")
-    objects = json.loads(path.read_text(encoding="utf-8"))
-    return {name: shape for name, shape in objects.items() if not name.startswith("_")}
-
-
-def _random_id(prefix: str, length: int = 24) -> str:
-    return prefix + "".join(secrets.choice(_ALNUM) for _ in range(length))
-
-
-def _now() -> int:
-    return int(time.time())
 
 
 # --- server plumbing ---------------------------------------------------------------------------
@@ -273,14 +250,13 @@ class FakeStripe:
             session = self._session(session_id)
             if session["status"] != "open":
                 raise ValueError(f"{session_id} is {session['status']}, not open")
-            customer_details = copy.deepcopy(self._fixtures["checkout.session"]["customer_details"])
-            if session.get("customer_email"):
-                customer_details["email"] = session["customer_email"]
             session.update(
                 status="complete",
                 payment_status=payment_status,
                 payment_intent=self._payment_intents[session_id],
-                customer_details=customer_details,
+                customer_details=objects.customer_details(
+                    self._fixtures, session.get("customer_email")
+                ),
                 url=None,
             )
             return copy.deepcopy(session)
@@ -309,19 +285,7 @@ class FakeStripe:
         event_id: str | None = None,
         created: int | None = None,
     ) -> Json:
-        event = copy.deepcopy(self._fixtures["event"])
-        event.update(
-            id=event_id or _random_id("evt_"),
-            object="event",
-            type=type,
-            created=_now() if created is None else created,
-            livemode=False,
-            api_version=API_VERSION,
-            pending_webhooks=1,
-            request={"id": None, "idempotency_key": None},
-            data={"object": copy.deepcopy(obj)},
-        )
-        return cast(Json, event)
+        return events.envelope(self._fixtures, type, obj, event_id=event_id, created=created)
 
     def session_event(self, type: str, session_id: str, **kw: Any) -> Json:
         with self._lock:
@@ -338,27 +302,26 @@ class FakeStripe:
             refunded = amount if amount_refunded is None else amount_refunded
             if not 0 < refunded <= amount:
                 raise ValueError(f"amount_refunded must be in 1..{amount}, got {refunded}")
-            charge_id = self._charges.setdefault(session_id, _random_id("ch_"))
-            charge = self._charge(charge_id, amount, session["currency"], payment_intent, refunded)
+            charge_id = self._charges.setdefault(session_id, random_id("ch_"))
+            charge = objects.refunded_charge(
+                self._fixtures,
+                charge_id=charge_id,
+                amount=amount,
+                currency=session["currency"],
+                payment_intent=payment_intent,
+                refunded=refunded,
+            )
         return self.event("charge.refunded", charge)
 
     def sign(
         self, payload: bytes | str, *, secret: str | None = None, timestamp: int | None = None
     ) -> str:
-        raw = payload.encode("utf-8") if isinstance(payload, str) else payload
-        signed_at = _now() if timestamp is None else timestamp
-        key = (secret if secret is not None else self.webhook_secret).encode("utf-8")
-        digest = hmac.new(key, f"{signed_at}.".encode() + raw, hashlib.sha256).hexdigest()
-        return f"t={signed_at},v1={digest}"
+        key = secret if secret is not None else self.webhook_secret
+        return events.sign(payload, secret=key, timestamp=timestamp)
 
     def deliver(self, event: Json, url: str, *, secret: str | None = None) -> requests.Response:
-        payload = json.dumps(event, indent=2).encode("utf-8")
-        headers = {
-            "Content-Type": "application/json; charset=utf-8",
-            "Stripe-Signature": self.sign(payload, secret=secret),
-            "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
-        }
-        return requests.post(url, data=payload, headers=headers, timeout=10)
+        key = secret if secret is not None else self.webhook_secret
+        return events.deliver(event, url, secret=key)
 
     # fault injection
 
@@ -390,78 +353,19 @@ class FakeStripe:
         except KeyError:
             raise KeyError(f"No such checkout.session: '{session_id}'") from None
 
-    def _create_session(self, request: CreateRequest, now: int) -> Json:
-        session_id = _random_id("cs_test_")
-        session: Json = copy.deepcopy(self._fixtures["checkout.session"])
-        session.update(
-            id=session_id,
-            object="checkout.session",
-            mode="payment",
-            status="open",
-            payment_status="unpaid",
-            amount_subtotal=request.amount_total,
-            amount_total=request.amount_total,
-            currency=request.currency,
-            client_reference_id=request.client_reference_id,
-            metadata=request.metadata,
-            success_url=request.success_url,
-            cancel_url=request.cancel_url,
-            created=now,
-            expires_at=request.expires_at,
-            livemode=False,
-            payment_intent=None,
+    def _create_session(self, request: CreateRequest, created: int) -> Json:
+        session_id = random_id("cs_test_")
+        session = objects.checkout_session(
+            self._fixtures,
+            request,
+            session_id=session_id,
+            created=created,
             url=f"{self.url}/c/pay/{session_id}",
-            # The fixture's example values for these describe a different session.
-            currency_conversion=None,
-            shipping_cost=None,
-            shipping_address_collection=None,
-            collected_information=None,
-            customer_details=None,
-            total_details={"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0},
-            **request.optional,
         )
         self.sessions[session_id] = session
         self._line_items[session_id] = list(request.line_items)
-        self._payment_intents[session_id] = _random_id("pi_")
+        self._payment_intents[session_id] = random_id("pi_")
         return session
-
-    def _charge(
-        self, charge_id: str, amount: int, currency: str, payment_intent: str, refunded: int
-    ) -> Json:
-        refund = copy.deepcopy(self._fixtures["refund"])
-        refund.update(
-            id=_random_id("re_"),
-            amount=refunded,
-            charge=charge_id,
-            currency=currency,
-            payment_intent=payment_intent,
-            created=_now(),
-        )
-        charge = copy.deepcopy(self._fixtures["charge"])
-        charge.update(
-            id=charge_id,
-            amount=amount,
-            amount_captured=amount,
-            amount_refunded=refunded,
-            refunded=refunded == amount,
-            paid=True,
-            captured=True,
-            status="succeeded",
-            currency=currency,
-            payment_intent=payment_intent,
-            created=_now(),
-            description=None,
-            shipping=None,
-            source=None,
-            transfer_data=None,
-            refunds={
-                "object": "list",
-                "data": [refund],
-                "has_more": False,
-                "url": f"/v1/charges/{charge_id}/refunds",
-            },
-        )
-        return cast(Json, charge)
 
     # internals: faults
 
@@ -519,7 +423,7 @@ class FakeStripe:
         fault = self._take_fault(path)
         response = self._apply_fault(fault) if fault else self._handle_api(request, decode_error)
         if response is not None:
-            response.headers.setdefault("Request-Id", _random_id("req_", 14))
+            response.headers.setdefault("Request-Id", random_id("req_", 14))
         return response
 
     def _handle_api(self, request: RecordedRequest, decode_error: ApiError | None) -> _Response:
@@ -545,7 +449,7 @@ class FakeStripe:
                     params=copy.deepcopy(request.params),
                     status=response.status,
                     body=response.body,
-                    request_id=response.headers.setdefault("Request-Id", _random_id("req_", 14)),
+                    request_id=response.headers.setdefault("Request-Id", random_id("req_", 14)),
                 )
             return response
 
@@ -590,10 +494,10 @@ class FakeStripe:
             return _error_response(error)
 
     def _api_create(self, params: Params) -> Json:
-        now = _now()
-        request = parse_create_params(params, now)
+        created = now()
+        request = parse_create_params(params, created)
         with self._lock:
-            return copy.deepcopy(self._create_session(request, now))
+            return copy.deepcopy(self._create_session(request, created))
 
     def _api_retrieve(self, params: Params, *, session_id: str) -> Json:
         check_read_params(params)
@@ -615,20 +519,8 @@ class FakeStripe:
             return copy.deepcopy(session)
 
     def _payment_intent_object(self, session: Json) -> Json:
-        intent = copy.deepcopy(self._fixtures["payment_intent"])
-        default = "succeeded" if session["payment_status"] == "paid" else "processing"
-        intent.update(
-            id=session["payment_intent"],
-            amount=session["amount_total"],
-            amount_received=session["amount_total"] if default == "succeeded" else 0,
-            currency=session["currency"],
-            status=self._intent_statuses.get(session["payment_intent"], default),
-            client_secret=None,
-            last_payment_error=None,
-            canceled_at=None,
-            metadata={},
-        )
-        return intent
+        status = self._intent_statuses.get(session["payment_intent"])
+        return objects.payment_intent(self._fixtures, session, status=status)
 
     def _api_expire(self, params: Params, *, session_id: str) -> Json:
         check_read_params(params)
