@@ -14,23 +14,23 @@ from __future__ import annotations
 import copy
 import hmac
 import html
-import json
 import re
 import sys
 import threading
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any, Literal, cast
+from typing import Any, cast
 from urllib.parse import parse_qsl, unquote
 
 import requests
 
 from devtools.fakestripe import events, objects
 from devtools.fakestripe.errors import ApiError
+from devtools.fakestripe.faults import Faults
 from devtools.fakestripe.forms import Params, decode_form
 from devtools.fakestripe.objects import Json, load_fixtures, now, random_id
 from devtools.fakestripe.params import (
@@ -38,6 +38,12 @@ from devtools.fakestripe.params import (
     LineItem,
     check_read_params,
     parse_create_params,
+)
+from devtools.fakestripe.responses import (
+    Response,
+    error_response,
+    html_response,
+    json_response,
 )
 
 SESSION_ID_PLACEHOLDER = "{CHECKOUT_SESSION_ID}"
@@ -55,24 +61,6 @@ class RecordedRequest:
     idempotency_key: str | None
 
 
-@dataclass
-class _Fault:
-    kind: Literal["fail", "hang", "drop"]
-    prefix: str
-    status: int = 500
-    error_type: str = "api_error"
-    seconds: float = 0.0
-    should_retry: bool | None = None
-
-
-@dataclass
-class _Response:
-    status: int
-    body: bytes
-    headers: dict[str, str] = field(default_factory=dict)
-    store: bool = True  # whether an idempotency key may replay it
-
-
 @dataclass(frozen=True)
 class _StoredResult:
     method: str
@@ -81,20 +69,6 @@ class _StoredResult:
     status: int
     body: bytes
     request_id: str
-
-
-def _json_response(status: int, payload: Json, *, store: bool = True) -> _Response:
-    body = json.dumps(payload, indent=2).encode("utf-8")
-    return _Response(status, body, {"Content-Type": "application/json"}, store=store)
-
-
-def _error_response(error: ApiError) -> _Response:
-    return _json_response(error.status, error.body(), store=error.executed)
-
-
-def _html_response(status: int, page: str, headers: dict[str, str] | None = None) -> _Response:
-    all_headers = {"Content-Type": "text/html; charset=utf-8", **(headers or {})}
-    return _Response(status, page.encode("utf-8"), all_headers)
 
 
 class _Server(ThreadingHTTPServer):
@@ -136,14 +110,14 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception:
             traceback.print_exc()
             error = ApiError(500, "api_error", "FakeStripe crashed; see stderr.")
-            response = _json_response(500, error.body())
+            response = json_response(500, error.body())
             response.headers["Stripe-Should-Retry"] = "false"
         if response is None:
             self.close_connection = True
             return
         self._write(response)
 
-    def _write(self, response: _Response) -> None:
+    def _write(self, response: Response) -> None:
         self.send_response(response.status)
         for name, value in response.headers.items():
             self.send_header(name, value)
@@ -170,8 +144,7 @@ class FakeStripe:
         self.delivery_errors: list[str] = []
         self._fixtures = load_fixtures()
         self._lock = threading.RLock()
-        self._release_hangs = threading.Event()
-        self._faults: list[_Fault] = []
+        self._faults = Faults(self._lock)
         self._idempotency: dict[str, _StoredResult] = {}
         self._line_items: dict[str, list[LineItem]] = {}
         self._payment_intents: dict[str, str] = {}
@@ -202,7 +175,7 @@ class FakeStripe:
         if server is None:
             return
         self._server = self._thread = None
-        self._release_all_hangs()
+        self._faults.release_hangs()
         server.shutdown()
         server.server_close()
         if thread is not None:
@@ -221,11 +194,10 @@ class FakeStripe:
 
     def reset(self) -> None:
         with self._lock:
-            self._release_all_hangs()
+            self._faults.clear()
             self.sessions.clear()
             self.requests.clear()
             self.delivery_errors.clear()
-            self._faults.clear()
             self._idempotency.clear()
             self._line_items.clear()
             self._payment_intents.clear()
@@ -334,16 +306,15 @@ class FakeStripe:
         prefix: str = "/v1/",
         should_retry: bool | None = None,
     ) -> None:
-        if status == 429 and error_type == "api_error":
-            error_type = "rate_limit_error"
-        fault = _Fault("fail", prefix, status, error_type, should_retry=should_retry)
-        self._add_faults(fault, n)
+        self._faults.fail_next(
+            n, status=status, error_type=error_type, prefix=prefix, should_retry=should_retry
+        )
 
     def hang_next(self, n: int = 1, *, seconds: float = 30.0, prefix: str = "/v1/") -> None:
-        self._add_faults(_Fault("hang", prefix, seconds=seconds), n)
+        self._faults.hang_next(n, seconds=seconds, prefix=prefix)
 
     def drop_next(self, n: int = 1, *, prefix: str = "/v1/") -> None:
-        self._add_faults(_Fault("drop", prefix), n)
+        self._faults.drop_next(n, prefix=prefix)
 
     # internals: state
 
@@ -367,49 +338,15 @@ class FakeStripe:
         self._payment_intents[session_id] = random_id("pi_")
         return session
 
-    # internals: faults
-
-    def _add_faults(self, fault: _Fault, n: int) -> None:
-        with self._lock:
-            self._faults.extend(copy.copy(fault) for _ in range(n))
-
-    def _take_fault(self, path: str) -> _Fault | None:
-        with self._lock:
-            for index, fault in enumerate(self._faults):
-                if path.startswith(fault.prefix):
-                    return self._faults.pop(index)
-        return None
-
-    def _release_all_hangs(self) -> None:
-        with self._lock:
-            self._release_hangs.set()
-            self._release_hangs = threading.Event()
-
-    def _apply_fault(self, fault: _Fault) -> _Response | None:
-        if fault.kind == "hang":
-            with self._lock:
-                release = self._release_hangs
-            release.wait(fault.seconds)
-            return None
-        if fault.kind == "drop":
-            return None
-        error = ApiError(fault.status, fault.error_type, _fault_message(fault.error_type))
-        if fault.status == 429:
-            error.code = "rate_limit"
-        response = _error_response(error)
-        if fault.should_retry is not None:
-            response.headers["Stripe-Should-Retry"] = str(fault.should_retry).lower()
-        return response
-
     # internals: HTTP
 
     def _handle(
         self, method: str, raw_path: str, headers: dict[str, str], body: bytes
-    ) -> _Response | None:
+    ) -> Response | None:
         path, _, query = raw_path.partition("?")
         if path.startswith("/c/"):
-            fault = self._take_fault(path)
-            return self._apply_fault(fault) if fault else self._handle_page(method, path)
+            fault = self._faults.take(path)
+            return self._faults.apply(fault) if fault else self._handle_page(method, path)
         params, decode_error = _decode_params(body.decode("utf-8", "replace") or query)
         request = RecordedRequest(
             method=method,
@@ -420,20 +357,20 @@ class FakeStripe:
         )
         with self._lock:
             self.requests.append(request)
-        fault = self._take_fault(path)
-        response = self._apply_fault(fault) if fault else self._handle_api(request, decode_error)
+        fault = self._faults.take(path)
+        response = self._faults.apply(fault) if fault else self._handle_api(request, decode_error)
         if response is not None:
             response.headers.setdefault("Request-Id", random_id("req_", 14))
         return response
 
-    def _handle_api(self, request: RecordedRequest, decode_error: ApiError | None) -> _Response:
+    def _handle_api(self, request: RecordedRequest, decode_error: ApiError | None) -> Response:
         try:
             self._authenticate(request.headers)
             action = self._route(request.method, request.path)
             if decode_error is not None:
                 raise decode_error
         except ApiError as error:
-            return _error_response(error)
+            return error_response(error)
         key = request.idempotency_key
         if request.method != "POST" or not key:
             return self._execute(action, request.params)
@@ -487,11 +424,11 @@ class FakeStripe:
             "or we can help at https://support.stripe.com/.",
         )
 
-    def _execute(self, action: Callable[[Params], Json], params: Params) -> _Response:
+    def _execute(self, action: Callable[[Params], Json], params: Params) -> Response:
         try:
-            return _json_response(200, action(params))
+            return json_response(200, action(params))
         except ApiError as error:
-            return _error_response(error)
+            return error_response(error)
 
     def _api_create(self, params: Params) -> Json:
         created = now()
@@ -547,28 +484,28 @@ class FakeStripe:
 
     # internals: hosted page
 
-    def _handle_page(self, method: str, path: str) -> _Response:
+    def _handle_page(self, method: str, path: str) -> Response:
         match = re.fullmatch(r"/c/pay/([^/]+)", path)
         with self._lock:
             session = self.sessions.get(unquote(match.group(1))) if match else None
             snapshot = copy.deepcopy(session) if session else None
             items = list(self._line_items.get(snapshot["id"], [])) if snapshot else []
         if snapshot is None:
-            return _html_response(404, _page('<p id="status">No such Checkout Session.</p>'))
+            return html_response(404, _page('<p id="status">No such Checkout Session.</p>'))
         if method == "GET":
-            return _html_response(200, _checkout_page(snapshot, items))
+            return html_response(200, _checkout_page(snapshot, items))
         if method != "POST":
-            return _html_response(405, _page("<p>Method not allowed.</p>"))
+            return html_response(405, _page("<p>Method not allowed.</p>"))
         return self._pay(snapshot, items)
 
-    def _pay(self, session: Json, items: list[LineItem]) -> _Response:
+    def _pay(self, session: Json, items: list[LineItem]) -> Response:
         try:
             completed = self.complete(session["id"])
         except ValueError:  # already paid or expired, e.g. a double submit
-            return _html_response(409, _checkout_page(session, items))
+            return html_response(409, _checkout_page(session, items))
         self._deliver_quietly("checkout.session.completed", completed)
         location = completed["success_url"].replace(SESSION_ID_PLACEHOLDER, completed["id"])
-        return _html_response(303, _page("<p>Redirecting…</p>"), {"Location": location})
+        return html_response(303, _page("<p>Redirecting…</p>"), {"Location": location})
 
     def _deliver_quietly(self, event_type: str, session: Json) -> None:
         url = self.webhook_url
@@ -590,7 +527,7 @@ def _decode_params(raw: str) -> tuple[Params, ApiError | None]:
         return {}, error
 
 
-def _replay(stored: _StoredResult, request: RecordedRequest, key: str) -> _Response:
+def _replay(stored: _StoredResult, request: RecordedRequest, key: str) -> Response:
     same = (stored.method, stored.path, stored.params) == (
         request.method,
         request.path,
@@ -604,13 +541,13 @@ def _replay(stored: _StoredResult, request: RecordedRequest, key: str) -> _Respo
             f"first used with. Try using a key other than '{key}' if you meant to execute a "
             "different request.",
         )
-        return _error_response(error)
+        return error_response(error)
     headers = {
         "Content-Type": "application/json",
         "Idempotent-Replayed": "true",
         "Original-Request": stored.request_id,
     }
-    return _Response(stored.status, stored.body, headers)
+    return Response(stored.status, stored.body, headers)
 
 
 def _not_expirable_message(status: str) -> str:
@@ -618,15 +555,6 @@ def _not_expirable_message(status: str) -> str:
         'Only Checkout Sessions with a status in ["open"] can be expired. '
         f"This Checkout Session has a status of `{status}`."
     )
-
-
-def _fault_message(error_type: str) -> str:
-    if error_type == "rate_limit_error":
-        return (
-            "Request rate limit exceeded. Learn more about rate limits here "
-            "https://stripe.com/docs/rate-limits."
-        )
-    return "An unknown error occurred (injected by FakeStripe)."
 
 
 def _mask(key: str) -> str:
