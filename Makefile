@@ -46,7 +46,7 @@ test-sqlite: install ## The whole suite on SQLite
 
 test-postgres: install ## The whole suite on a throwaway PostgreSQL cluster
 	@if [ -x "$(PG_BIN)/initdb" ]; then \
-		$(BIN)/python -m tests.pgcluster --bin "$(PG_BIN)" -- $(BIN)/python -m pytest $(PYTEST_ARGS); \
+		$(BIN)/python -m devtools.pgcluster --bin "$(PG_BIN)" -- $(BIN)/python -m pytest $(PYTEST_ARGS); \
 	else \
 		echo; echo "*** SKIPPED the PostgreSQL run: no PostgreSQL server binaries (make test-deps) ***"; echo; \
 		exit 1; \

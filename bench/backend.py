@@ -34,8 +34,8 @@ from bench.load import (
     write_requests,
     wrk,
 )
-from tests.fakestripe import FakeStripe
-from tests.pgcluster import postgres_cluster
+from devtools.fakestripe import FakeStripe
+from devtools.pgcluster import postgres_cluster
 
 WORKERS = 2
 HISTORY_ORDERS = 1_000

@@ -12,11 +12,11 @@ from django.db import connection, transaction
 from django.db.models import Model
 from django.utils import timezone
 
+from devtools.fakestripe import FakeStripe, load_fixtures
 from shop.catalogue.models import Product
 from shop.orders.models import Order, OrderLine, OrderStatus
 from shop.payments.models import WebhookEvent
 from shop.web.customer import COOKIE_NAME, customer_cookie_value
-from tests.fakestripe import FakeStripe, load_fixtures
 
 BATCH = 5_000
 

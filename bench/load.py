@@ -263,7 +263,7 @@ def children(pid: int) -> list[int]:
 
 
 def postgres_pids() -> list[int]:
-    """The PostgreSQL server this process started (tests.pgcluster): the postmaster, a child
+    """The PostgreSQL server this process started (devtools.pgcluster): the postmaster, a child
     of this process, and its children, which serve the connections."""
     for pid in children(os.getpid()):
         if Path(f"/proc/{pid}/comm").read_text().strip() == "postgres":

@@ -30,8 +30,8 @@ from urllib.parse import urlencode
 
 from bench.backend import webhook_request
 from bench.load import Request, cpu_seconds, postgres_pids
-from tests.fakestripe import FakeStripe
-from tests.pgcluster import postgres_cluster
+from devtools.fakestripe import FakeStripe
+from devtools.pgcluster import postgres_cluster
 
 SCENARIOS = [
     "floor",

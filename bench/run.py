@@ -269,8 +269,8 @@ def render(reports: list[dict[str, Any]], *, machine: dict[str, str], args: Any)
         "a shared machine; it leaves out wrk and the fake Stripe. Requests still in flight "
         "when wrk stops add a little CPU but no answered request, so slow scenarios read a few "
         "per cent high.",
-        "- PostgreSQL: a throwaway cluster (`tests.pgcluster`: fsync off, as in the test suite); "
-        "SQLite: a temporary file with the settings' WAL mode.",
+        "- PostgreSQL: a throwaway cluster (`devtools.pgcluster`: fsync off, as in the test "
+        "suite); SQLite: a temporary file with the settings' WAL mode.",
         "- Checkout's rate limits (`CHECKOUT_RATE_PER_IP`, `CHECKOUT_RATE_PER_BROWSER`) are set "
         f"to {RATE_NEVER_REACHED}: all load comes from one address, so the limiter still counts "
         "every request but never refuses one.",
@@ -278,7 +278,7 @@ def render(reports: list[dict[str, Any]], *, machine: dict[str, str], args: Any)
         "for the +100k rows, 100,000 paid orders of 20,000 other browsers and 100,000 past "
         "webhook events (one in fifty a refund), inserted with INSERT ... SELECT and, on "
         "PostgreSQL, followed by ANALYZE as autovacuum would.",
-        "- Stripe: the fake server of `tests/fakestripe.py`, in the bench process, answering at "
+        "- Stripe: the fake server of `devtools/fakestripe/`, in the bench process, answering at "
         "once.",
         "- *SQL/req* and *Stripe calls/req*: the SQL statements and fake-Stripe requests of "
         "one request through the full middleware stack, counted in process with the test "

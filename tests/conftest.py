@@ -7,10 +7,10 @@ import pytest
 import stripe
 from django.test import Client
 
+from devtools.fakestripe import FakeStripe
 from shop.catalogue.models import Product
 from shop.orders.models import Order
 from shop.payments import stripe_gateway
-from tests.fakestripe import FakeStripe
 
 WEBHOOK_URL = "/stripe/webhook/"
 

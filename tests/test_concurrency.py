@@ -8,10 +8,10 @@ import requests
 from django.db import connections
 from django.test import Client
 
+from devtools.servers import app_servers
 from shop.orders.models import Order, OrderStatus, OrderTransition
 from shop.payments.models import WebhookDelivery, WebhookEvent
 from tests.conftest import WEBHOOK_URL, buy, last_order
-from tests.servers import app_servers
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

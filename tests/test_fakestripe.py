@@ -13,7 +13,7 @@ import pytest
 import requests
 import stripe
 
-from tests.fakestripe import FakeStripe, load_fixtures
+from devtools.fakestripe import FakeStripe, load_fixtures
 
 SUCCESS_URL = "https://shop.example/orders/42/thanks?session_id={CHECKOUT_SESSION_ID}"
 CANCEL_URL = "https://shop.example/cart"

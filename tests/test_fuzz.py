@@ -31,6 +31,7 @@ from django.utils.http import parse_header_parameters
 from hypothesis import HealthCheck, Phase, given
 from hypothesis import strategies as st
 
+from devtools.fakestripe import FakeStripe
 from shop.catalogue.models import Product
 from shop.errors import ShopError
 from shop.orders.cart import cart_parse
@@ -39,7 +40,6 @@ from shop.orders.models import Order, OrderLine, OrderStatus, OrderTransition
 from shop.payments.models import WebhookDelivery, WebhookEvent
 from shop.web.views import CHECKOUT_MAX_BYTES
 from tests.conftest import WEBHOOK_URL, buy, cart_form, last_order
-from tests.fakestripe import FakeStripe
 
 pytestmark = pytest.mark.django_db
 

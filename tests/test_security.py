@@ -15,9 +15,9 @@ import requests
 from django.core.cache import cache
 from django.test import Client
 
+from devtools.servers import app_servers, redis_server
 from shop.orders.models import Order, OrderLine
 from tests.conftest import WEBHOOK_URL, buy, cart_form, last_order, pay, post_event
-from tests.servers import app_servers, redis_server
 
 pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parents[1]

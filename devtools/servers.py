@@ -8,7 +8,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import requests
@@ -59,39 +59,40 @@ def app_servers(
         **env,
     }
     ports = [free_port() for _ in range(count)]
-    servers = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "config.wsgi",
-                "--bind",
-                f"127.0.0.1:{port}",
-                "--workers",
-                str(workers),
-                "--threads",
-                str(threads),
-                "--log-level",
-                "warning",
-            ],
-            env=full_env,
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=open(log_dir / f"gunicorn-{port}.log", "wb"),
-        )
-        for port in ports
-    ]
-    try:
-        urls = [f"http://127.0.0.1:{port}" for port in ports]
-        for url in urls:
-            wait_for(url + "/healthz")
-        yield urls
-    finally:
-        for server in servers:
-            server.terminate()
-        for server in servers:
-            server.wait(timeout=20)
+    with ExitStack() as logs:
+        servers = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "gunicorn",
+                    "config.wsgi",
+                    "--bind",
+                    f"127.0.0.1:{port}",
+                    "--workers",
+                    str(workers),
+                    "--threads",
+                    str(threads),
+                    "--log-level",
+                    "warning",
+                ],
+                env=full_env,
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+                stderr=logs.enter_context(open(log_dir / f"gunicorn-{port}.log", "wb")),
+            )
+            for port in ports
+        ]
+        try:
+            urls = [f"http://127.0.0.1:{port}" for port in ports]
+            for url in urls:
+                wait_for(url + "/healthz")
+            yield urls
+        finally:
+            for server in servers:
+                server.terminate()
+            for server in servers:
+                server.wait(timeout=20)
 
 
 @contextmanager

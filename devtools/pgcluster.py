@@ -1,4 +1,4 @@
-"""Run a command against a throwaway PostgreSQL cluster: `python -m tests.pgcluster -- CMD...`.
+"""Run a command against a throwaway PostgreSQL cluster: `python -m devtools.pgcluster -- CMD...`.
 
 initdb and postgres refuse to run as root, so as root the cluster belongs to the `postgres`
 user, in a directory that user can reach. The cluster is deleted afterwards.
@@ -37,7 +37,8 @@ def postgres_cluster(bin_dir: str = DEFAULT_BIN) -> Iterator[str]:
         os.chown(base, owner.pw_uid, owner.pw_gid)
     data = base / "data"
     port = _free_port()
-    user_kwargs = {"user": owner.pw_uid, "group": owner.pw_gid} if owner else {}
+    user = owner.pw_uid if owner else None
+    group = owner.pw_gid if owner else None
     log = open(base / "server.log", "wb")  # noqa: SIM115 - closed in finally
     server = None
     try:
@@ -56,7 +57,8 @@ def postgres_cluster(bin_dir: str = DEFAULT_BIN) -> Iterator[str]:
             ],
             check=True,
             stdout=subprocess.DEVNULL,
-            **user_kwargs,
+            user=user,
+            group=group,
         )
         server = subprocess.Popen(
             [
@@ -80,7 +82,8 @@ def postgres_cluster(bin_dir: str = DEFAULT_BIN) -> Iterator[str]:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
-            **user_kwargs,
+            user=user,
+            group=group,
         )
         deadline = time.monotonic() + 30
         while True:
