@@ -60,6 +60,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    "axes",
     "shop",
 ]
 
@@ -75,6 +76,13 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_ratelimit.middleware.RatelimitMiddleware",
+    # Last, as django-axes asks: turns a locked-out admin login into a 429 page.
+    "axes.middleware.AxesMiddleware",
+]
+
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -147,9 +155,12 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = DEBUG or not _COLLECTED
 WHITENOISE_AUTOREFRESH = DEBUG
 
-# Sessions identify "this browser" for My Orders; a year keeps a customer's history visible.
-SESSION_COOKIE_AGE = 365 * 24 * 3600
+# Django sessions serve the admin alone: short, and ended with the browser.
+SESSION_COOKIE_AGE = int(os.environ.get("DJANGO_ADMIN_SESSION_HOURS", "8")) * 3600
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 SESSION_COOKIE_HTTPONLY = True
+# The customer's signed cookie (shop/web/customer.py): a year keeps My Orders visible.
+CUSTOMER_COOKIE_AGE = 365 * 24 * 3600
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_HTTPONLY = True
 
@@ -192,6 +203,16 @@ SUCCESS_RATE_PER_IP = os.environ.get("SUCCESS_RATE_PER_IP", "60/m")
 SHOP_CLIENT_IP_META_KEY = os.environ.get("SHOP_CLIENT_IP_META_KEY", "REMOTE_ADDR")
 RATELIMIT_IP_META_KEY = "shop.web.http.client_ip"
 
+# Admin logins (django-axes): after SHOP_LOGIN_FAILURE_LIMIT wrong passwords from one address,
+# or for one username, further attempts are refused for an hour, whatever the password.
+AXES_FAILURE_LIMIT = int(os.environ.get("SHOP_LOGIN_FAILURE_LIMIT", "5"))
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
+AXES_COOLOFF_TIME = 1  # hours
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "shop.web.http.axes_client_ip"
+AXES_LOCKOUT_CALLABLE = "shop.web.errorviews.login_locked_out"
+AXES_DISABLE_ACCESS_LOG = True
+
 ADMIN_URL = os.environ.get("DJANGO_ADMIN_URL", "admin/" if DEBUG else "").strip()
 if not ADMIN_URL:
     import hashlib
@@ -206,6 +227,16 @@ if not ADMIN_URL.endswith("/"):
 
 # --- Stripe ---------------------------------------------------------------------------------
 STRIPE_SECRET_KEY = os.environ.get("STRIPE_SECRET_KEY", "").strip()
+# Demo payments: a local page stands in for Stripe and its Pay marks orders paid for no money.
+# On by default only for development; in production it must be asked for (demos, load tests).
+SHOP_DEMO_PAYMENTS = env_bool("SHOP_DEMO_PAYMENTS", DEBUG)
+if not STRIPE_SECRET_KEY and not SHOP_DEMO_PAYMENTS:
+    # A forgotten variable on a real deploy must not turn the shop into a free giveaway.
+    raise ImproperlyConfigured(
+        "STRIPE_SECRET_KEY is not set. Set it to your Stripe secret key (sk_live_... or "
+        "sk_test_...), or set SHOP_DEMO_PAYMENTS=true to run demo payments, which take no "
+        "money (for demos and load tests only)."
+    )
 STRIPE_WEBHOOK_SECRETS = env_list("STRIPE_WEBHOOK_SECRET")
 STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE", "").strip().rstrip("/")
 # 3 tries x 6 s + back-off ~ 20 s per call; a checkout makes at most two calls, well under 45 s.

@@ -9,6 +9,8 @@ os.environ.setdefault(
 )
 os.environ.setdefault("DJANGO_SECURE_SSL_REDIRECT", "false")
 os.environ.setdefault("DJANGO_ADMIN_URL", "admin/")
+# Tests choose demo or the fake Stripe per test; without a key, demo payments are asked for.
+os.environ.setdefault("SHOP_DEMO_PAYMENTS", "true")
 
 from config.settings import *  # noqa: F403
 from config.settings import DATABASES, STORAGES
@@ -32,3 +34,4 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 # Rate limits are tested on purpose (tests/test_security.py); elsewhere they would only interfere.
 RATELIMIT_ENABLE = False
+AXES_ENABLED = False

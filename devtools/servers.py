@@ -56,6 +56,8 @@ def app_servers(
         "DJANGO_SECRET_KEY": "app-server-test-secret-key-0123456789-abcdefghijklmnop",
         "DJANGO_SECURE_SSL_REDIRECT": "false",
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
+        # Servers without a Stripe key (env) run demo payments, asked for as production needs.
+        "SHOP_DEMO_PAYMENTS": "true",
         **env,
     }
     ports = [free_port() for _ in range(count)]

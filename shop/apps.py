@@ -7,6 +7,7 @@ class ShopConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_delete, post_save
 
+        from shop import checks  # noqa: F401 - registers the deploy checks
         from shop.catalogue.models import Product
         from shop.catalogue.selectors import products_cache_clear
 

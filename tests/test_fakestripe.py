@@ -416,8 +416,8 @@ def test_charge_refunded_event(fake: FakeStripe, client: stripe.StripeClient) ->
         fake.charge_refunded(created.id)
     payment_intent = fake.complete(created.id)["payment_intent"]
 
-    full = fake.charge_refunded(created.id)["data"]["object"]
     partial = fake.charge_refunded(created.id, amount_refunded=900)["data"]["object"]
+    full = fake.charge_refunded(created.id)["data"]["object"]
 
     assert set(load_fixtures()["charge"]) <= set(full)
     assert full["id"].startswith("ch_") and partial["id"] == full["id"]
@@ -425,6 +425,61 @@ def test_charge_refunded_event(fake: FakeStripe, client: stripe.StripeClient) ->
     assert (partial["amount_refunded"], partial["refunded"]) == (900, False)
     assert full["payment_intent"] == payment_intent
     assert full["paid"] is True and full["captured"] is True
+    # The fake keeps the refunds: the first event's refund and the one that made up the rest.
+    assert [r["amount"] for r in full["refunds"]["data"]] == [900, 2000]
+    assert len(fake.refunds) == 2
+
+
+def test_refunds_through_the_sdk_are_kept_listed_and_replayed(
+    fake: FakeStripe, client: stripe.StripeClient
+) -> None:
+    created = create(client)
+    payment_intent = fake.complete(created.id)["payment_intent"]
+
+    first = client.v1.refunds.create(
+        params={
+            "payment_intent": payment_intent,
+            "amount": 1000,
+            "reason": "duplicate",
+            "metadata": {"order": "ord_1"},
+        },
+        options={"idempotency_key": "refund-1"},
+    )
+    again = client.v1.refunds.create(
+        params={
+            "payment_intent": payment_intent,
+            "amount": 1000,
+            "reason": "duplicate",
+            "metadata": {"order": "ord_1"},
+        },
+        options={"idempotency_key": "refund-1"},
+    )
+    rest = client.v1.refunds.create(params={"payment_intent": payment_intent})
+
+    assert again.id == first.id and first.status == "succeeded"
+    assert (first.amount, rest.amount) == (1000, 1900)
+    assert first.metadata["order"] == "ord_1" and first.reason == "duplicate"
+    listed = client.v1.refunds.list(params={"payment_intent": payment_intent, "limit": 1})
+    assert [r.id for r in listed.data] == [rest.id] and listed.has_more
+    following = client.v1.refunds.list(params={"limit": 10, "starting_after": rest.id})
+    assert [r.id for r in following.data] == [first.id]
+    assert client.v1.refunds.retrieve(first.id).amount == 1000
+    with pytest.raises(stripe.InvalidRequestError) as refused:
+        client.v1.refunds.create(params={"payment_intent": payment_intent, "amount": 1})
+    assert refused.value.code == "charge_already_refunded"
+
+
+def test_refund_of_more_than_remains_or_of_an_unpaid_session_is_refused(
+    fake: FakeStripe, client: stripe.StripeClient
+) -> None:
+    created = create(client)
+    with pytest.raises(stripe.InvalidRequestError):
+        client.v1.refunds.create(params={"payment_intent": "pi_unknown"})
+    payment_intent = fake.complete(created.id)["payment_intent"]
+    with pytest.raises(stripe.InvalidRequestError) as refused:
+        client.v1.refunds.create(params={"payment_intent": payment_intent, "amount": 2901})
+    assert refused.value.param == "amount"
+    assert fake.refunds == {}
 
 
 class _Receiver(BaseHTTPRequestHandler):

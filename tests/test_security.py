@@ -8,12 +8,14 @@ import secrets
 import shutil
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import requests
 from django.core.cache import cache
 from django.test import Client
+from django.utils import timezone
 
 from devtools.servers import app_servers, redis_server
 from shop.orders.models import Order, OrderLine
@@ -25,11 +27,16 @@ PRODUCTION = {
     "DJANGO_DEBUG": "false",
     "DJANGO_SECRET_KEY": "k3y-" + "x7Yq9" * 12,
     "DJANGO_ALLOWED_HOSTS": "shop.example.com",
+    "STRIPE_SECRET_KEY": "sk_test_deploy_check",
+    "STRIPE_WEBHOOK_SECRET": "whsec_deploy_check",
+    "REDIS_URL": "redis://127.0.0.1:6399/0",
 }
 
 
 def manage(*args, env):
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "STRIPE_"))}
+    clean = {
+        k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "STRIPE_", "SHOP_"))
+    }
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=ROOT,
@@ -51,7 +58,9 @@ def production_settings(**extra):
         "print(json.dumps({k: getattr(s, k) for k in ['SECURE_SSL_REDIRECT', 'SESSION_COOKIE_SECURE', "
         "'CSRF_COOKIE_SECURE', 'SECURE_HSTS_SECONDS', 'ADMIN_URL', 'DEBUG', 'SECURE_PROXY_SSL_HEADER']}))"
     )
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "STRIPE_"))}
+    clean = {
+        k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "STRIPE_", "SHOP_"))
+    }
     result = subprocess.run(
         [sys.executable, "-c", code],
         cwd=ROOT,
@@ -67,6 +76,48 @@ def production_settings(**extra):
 def test_deploy_check_passes_with_production_settings():
     result = manage("check", "--deploy", "--fail-level", "WARNING", env=PRODUCTION)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_production_without_a_stripe_key_refuses_to_start_and_names_the_variable():
+    env = {k: v for k, v in PRODUCTION.items() if k != "STRIPE_SECRET_KEY"}
+
+    for command in (["check", "--deploy"], ["migrate", "--check"]):
+        result = manage(*command, env=env)
+        assert result.returncode != 0
+        assert "STRIPE_SECRET_KEY is not set" in result.stderr
+        assert "SHOP_DEMO_PAYMENTS" in result.stderr
+
+
+def test_demo_payments_in_production_must_be_asked_for_and_are_warned_about():
+    env = {k: v for k, v in PRODUCTION.items() if k != "STRIPE_SECRET_KEY"}
+
+    result = manage("check", "--deploy", env={**env, "SHOP_DEMO_PAYMENTS": "true"})
+
+    assert result.returncode == 0, result.stderr
+    assert "shop.W001" in result.stderr and "Demo payments are on" in result.stderr
+
+
+def test_deploy_check_warns_when_rate_limits_are_not_shared():
+    env = {k: v for k, v in PRODUCTION.items() if k != "REDIS_URL"}
+
+    result = manage("check", "--deploy", "--fail-level", "WARNING", env=env)
+
+    assert result.returncode != 0
+    assert "shop.W002" in result.stderr and "REDIS_URL" in result.stderr
+
+
+def test_deploy_check_fails_without_a_webhook_secret():
+    env = {k: v for k, v in PRODUCTION.items() if k != "STRIPE_WEBHOOK_SECRET"}
+
+    result = manage("check", "--deploy", env=env)
+
+    assert result.returncode != 0
+    assert "shop.E002" in result.stderr
+
+
+def test_development_runs_demo_payments_with_no_setup():
+    result = manage("check", env={"DJANGO_DEBUG": "true"})
+    assert result.returncode == 0, result.stderr
 
 
 def test_production_defaults_are_https_only():
@@ -388,3 +439,46 @@ def test_pages_that_show_a_browsers_orders_are_private(client, products, fake_st
     assert "private" in storefront["Cache-Control"]
     assert "Cookie" in storefront["Vary"]
     assert "private" in success["Cache-Control"]
+
+
+@pytest.fixture
+def login_limits(settings, django_user_model):
+    settings.AXES_ENABLED = True
+    django_user_model.objects.create_superuser("owner", "owner@example.com", "right-pass-123")
+    django_user_model.objects.create_superuser("clerk", "clerk@example.com", "right-pass-456")
+
+
+def admin_login(username, password, ip="198.51.100.7"):
+    return Client(REMOTE_ADDR=ip).post(
+        "/admin/login/?next=/admin/", {"username": username, "password": password}
+    )
+
+
+def test_admin_login_is_locked_per_address_after_five_wrong_passwords(login_limits):
+    statuses = [admin_login("owner", f"wrong-{i}").status_code for i in range(5)]
+
+    assert statuses == [200] * 4 + [429]  # the form again with its error; the fifth locks
+    assert admin_login("owner", "right-pass-123").status_code == 429
+    assert admin_login("clerk", "right-pass-456").status_code == 429  # same address
+    assert admin_login("clerk", "right-pass-456", ip="198.51.100.8").status_code == 302
+
+
+def test_admin_login_is_locked_per_username_from_any_address(login_limits):
+    for i in range(5):
+        admin_login("owner", f"wrong-{i}", ip=f"203.0.113.{i}")
+
+    locked = admin_login("owner", "right-pass-123", ip="203.0.113.99")
+
+    assert locked.status_code == 429
+    assert "Too many attempts" in locked.content.decode()
+
+
+def test_admin_session_is_short_and_ends_with_the_browser(admin_client, settings):
+    from django.contrib.sessions.models import Session
+
+    response = admin_client.get("/admin/")
+    session = Session.objects.get()
+
+    assert response.status_code == 200
+    assert settings.SESSION_EXPIRE_AT_BROWSER_CLOSE
+    assert session.expire_date - timezone.now() <= timedelta(hours=8)

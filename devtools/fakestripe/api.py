@@ -13,7 +13,7 @@ from urllib.parse import unquote
 
 import requests
 
-from devtools.fakestripe import events, objects
+from devtools.fakestripe import events, objects, refunds
 from devtools.fakestripe.errors import ApiError
 from devtools.fakestripe.faults import Faults
 from devtools.fakestripe.forms import Params
@@ -62,6 +62,9 @@ class FakeStripe:
         self._payment_intents: dict[str, str] = {}
         self._intent_statuses: dict[str, str] = {}
         self._charges: dict[str, str] = {}
+        self.refunds: dict[str, Json] = {}
+        # The status a refund created through the API gets (Stripe: usually succeeded at once).
+        self.next_refund_status = "succeeded"
         self._server: Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -115,6 +118,8 @@ class FakeStripe:
             self._payment_intents.clear()
             self._intent_statuses.clear()
             self._charges.clear()
+            self.refunds.clear()
+            self.next_refund_status = "succeeded"
             self.webhook_url = None
 
     def requests_to(self, method: str, path_prefix: str) -> list[RecordedRequest]:
@@ -187,25 +192,58 @@ class FakeStripe:
         return self.event(type, session, **kw)
 
     def charge_refunded(self, session_id: str, *, amount_refunded: int | None = None) -> Json:
+        """A charge.refunded event for the session's charge. ``amount_refunded`` (default: all of
+        it) is the total refunded; if the fake holds less, a refund made in Stripe's dashboard
+        makes up the difference first."""
         with self._lock:
-            session = self._session(session_id)
-            payment_intent = session.get("payment_intent")
-            if not payment_intent:
-                raise ValueError(f"{session_id} has no payment to refund; complete() it first")
+            session = self._paid_session(session_id)
             amount = int(session["amount_total"])
-            refunded = amount if amount_refunded is None else amount_refunded
-            if not 0 < refunded <= amount:
-                raise ValueError(f"amount_refunded must be in 1..{amount}, got {refunded}")
-            charge_id = self._charges.setdefault(session_id, random_id("ch_"))
-            charge = objects.refunded_charge(
-                self._fixtures,
-                charge_id=charge_id,
-                amount=amount,
-                currency=session["currency"],
-                payment_intent=payment_intent,
-                refunded=refunded,
-            )
+            total = amount if amount_refunded is None else amount_refunded
+            if not 0 < total <= amount:
+                raise ValueError(f"amount_refunded must be in 1..{amount}, got {total}")
+            missing = total - self._refunded_total(session_id)
+            if missing > 0:
+                self.refund(session_id, amount=missing)
+            charge = self._charge_object(session_id)
         return self.event("charge.refunded", charge)
+
+    def refund(
+        self,
+        session_id: str,
+        *,
+        amount: int | None = None,
+        status: str = "succeeded",
+        reason: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> Json:
+        """A refund of the session's payment made outside the shop (Stripe's dashboard)."""
+        if status not in refunds.STATUSES:
+            raise ValueError(f"unknown refund status {status!r}")
+        with self._lock:
+            session = self._paid_session(session_id)
+            remaining = int(session["amount_total"]) - self._refunded_total(session_id)
+            value = remaining if amount is None else amount
+            if not 0 < value <= remaining:
+                raise ValueError(f"refund amount must be in 1..{remaining}, got {value}")
+            return refunds.public(
+                self._store_refund(session, value, status=status, reason=reason, metadata=metadata)
+            )
+
+    def set_refund_status(self, refund_id: str, status: str) -> Json:
+        if status not in refunds.STATUSES:
+            raise ValueError(f"unknown refund status {status!r}")
+        with self._lock:
+            refund = self.refunds[refund_id]
+            refund.update(
+                status=status,
+                failure_reason="lost_or_stolen_card" if status == "failed" else None,
+            )
+            return refunds.public(refund)
+
+    def refund_event(self, type: str, refund_id: str, **kw: Any) -> Json:
+        with self._lock:
+            refund = refunds.public(self.refunds[refund_id])
+        return self.event(type, refund, **kw)
 
     def sign(
         self, payload: bytes | str, *, secret: str | None = None, timestamp: int | None = None
@@ -274,6 +312,64 @@ class FakeStripe:
         self._payment_intents[session_id] = random_id("pi_")
         return session
 
+    def _paid_session(self, session_id: str) -> Json:
+        session = self._session(session_id)
+        if not session.get("payment_intent") or session.get("payment_status") != "paid":
+            raise ValueError(f"{session_id} has no payment to refund; complete() it first")
+        return session
+
+    def _session_for_intent(self, payment_intent: str) -> Json | None:
+        for session in self.sessions.values():
+            if session.get("payment_intent") == payment_intent:
+                return session
+        return None
+
+    def _refunded_total(self, session_id: str) -> int:
+        charge = self._charges.get(session_id)
+        return sum(
+            int(r["amount"])
+            for r in self.refunds.values()
+            if r["charge"] == charge and r["status"] in refunds.COUNTED
+        )
+
+    def _store_refund(
+        self,
+        session: Json,
+        amount: int,
+        *,
+        status: str,
+        reason: str | None,
+        metadata: dict[str, str] | None,
+    ) -> Json:
+        charge = self._charges.setdefault(session["id"], random_id("ch_"))
+        refund = refunds.refund_object(
+            self._fixtures,
+            charge=charge,
+            payment_intent=session["payment_intent"],
+            amount=amount,
+            currency=session["currency"],
+            status=status,
+            reason=reason,
+            metadata=metadata,
+        )
+        refund["_seq"] = len(self.refunds)
+        self.refunds[refund["id"]] = refund
+        return refund
+
+    def _charge_object(self, session_id: str) -> Json:
+        session = self._session(session_id)
+        charge_id = self._charges.setdefault(session_id, random_id("ch_"))
+        mine = [refunds.public(r) for r in self.refunds.values() if r["charge"] == charge_id]
+        return objects.refunded_charge(
+            self._fixtures,
+            charge_id=charge_id,
+            amount=int(session["amount_total"]),
+            currency=session["currency"],
+            payment_intent=session["payment_intent"],
+            refunded=self._refunded_total(session_id),
+            refunds=mine,
+        )
+
     def _payment_intent_object(self, session: Json) -> Json:
         status = self._intent_statuses.get(session["payment_intent"])
         return objects.payment_intent(self._fixtures, session, status=status)
@@ -285,6 +381,9 @@ class FakeStripe:
             ("POST", r"/v1/checkout/sessions", self._api_create),
             ("GET", r"/v1/checkout/sessions/(?P<session_id>[^/]+)", self._api_retrieve),
             ("POST", r"/v1/checkout/sessions/(?P<session_id>[^/]+)/expire", self._api_expire),
+            ("POST", r"/v1/refunds", self._api_create_refund),
+            ("GET", r"/v1/refunds", self._api_list_refunds),
+            ("GET", r"/v1/refunds/(?P<refund_id>[^/]+)", self._api_retrieve_refund),
         ]
 
     def _api_create(self, params: Params) -> Json:
@@ -311,6 +410,83 @@ class FakeStripe:
                     400, "invalid_request_error", _not_expirable_message(status), executed=True
                 )
             return self.expire(session_id)
+
+    def _api_create_refund(self, params: Params) -> Json:
+        request = refunds.parse_create(params)
+        with self._lock:
+            session = None
+            if request.payment_intent:
+                session = self._session_for_intent(request.payment_intent)
+            elif request.charge:
+                session_id = next(
+                    (s for s, c in self._charges.items() if c == request.charge), None
+                )
+                session = self.sessions.get(session_id) if session_id else None
+            if session is None:
+                what = request.payment_intent or request.charge
+                raise ApiError(
+                    400,
+                    "invalid_request_error",
+                    f"No such payment: '{what}'",
+                    code="resource_missing",
+                    param="payment_intent" if request.payment_intent else "charge",
+                    executed=True,
+                )
+            if session.get("payment_status") != "paid":
+                raise ApiError(
+                    400,
+                    "invalid_request_error",
+                    "This PaymentIntent does not have a successful charge to refund.",
+                    param="payment_intent",
+                    executed=True,
+                )
+            remaining = int(session["amount_total"]) - self._refunded_total(session["id"])
+            if remaining <= 0:
+                raise ApiError(
+                    400,
+                    "invalid_request_error",
+                    "Charge has already been refunded.",
+                    code="charge_already_refunded",
+                    executed=True,
+                )
+            amount = remaining if request.amount is None else request.amount
+            if amount > remaining:
+                raise ApiError(
+                    400,
+                    "invalid_request_error",
+                    f"Refund amount ({amount}) is greater than unrefunded amount on charge "
+                    f"({remaining})",
+                    param="amount",
+                    executed=True,
+                )
+            refund = self._store_refund(
+                session,
+                amount,
+                status=self.next_refund_status,
+                reason=request.reason,
+                metadata=request.metadata,
+            )
+            return refunds.public(refund)
+
+    def _api_list_refunds(self, params: Params) -> Json:
+        query = refunds.parse_list(params)
+        with self._lock:
+            return refunds.page(list(self.refunds.values()), query)
+
+    def _api_retrieve_refund(self, params: Params, *, refund_id: str) -> Json:
+        check_read_params(params)
+        with self._lock:
+            refund = self.refunds.get(refund_id)
+            if refund is None:
+                raise ApiError(
+                    404,
+                    "invalid_request_error",
+                    f"No such refund: '{refund_id}'",
+                    code="resource_missing",
+                    param="id",
+                    executed=True,
+                )
+            return refunds.public(refund)
 
     # internals: HTTP
 

@@ -107,17 +107,9 @@ def refunded_charge(
     currency: str,
     payment_intent: str,
     refunded: int,
+    refunds: list[Json],
 ) -> Json:
-    """A succeeded charge of ``amount`` with one refund of ``refunded`` (all of it or part)."""
-    refund = copy.deepcopy(fixtures["refund"])
-    refund.update(
-        id=random_id("re_"),
-        amount=refunded,
-        charge=charge_id,
-        currency=currency,
-        payment_intent=payment_intent,
-        created=now(),
-    )
+    """A succeeded charge of ``amount`` of which ``refunded`` is refunded, by ``refunds``."""
     charge = copy.deepcopy(fixtures["charge"])
     charge.update(
         id=charge_id,
@@ -137,7 +129,7 @@ def refunded_charge(
         transfer_data=None,
         refunds={
             "object": "list",
-            "data": [refund],
+            "data": refunds,
             "has_more": False,
             "url": f"/v1/charges/{charge_id}/refunds",
         },

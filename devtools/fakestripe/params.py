@@ -74,7 +74,7 @@ class CreateRequest:
 
 def parse_create_params(params: Params, now: int) -> CreateRequest:
     """Validate ``POST /v1/checkout/sessions`` parameters the way Stripe does (payment mode)."""
-    _reject_unknown(params, _CREATE_PARAMS)
+    reject_unknown(params, _CREATE_PARAMS)
     mode = _require(params, "mode", "mode")
     if mode != "payment":
         raise invalid(
@@ -96,17 +96,17 @@ def parse_create_params(params: Params, now: int) -> CreateRequest:
         cancel_url=_url_param(params, "cancel_url"),
         expires_at=_expires_at(params, now),
         client_reference_id=_client_reference_id(params),
-        metadata=_metadata(params),
+        metadata=metadata_param(params),
         optional=_optional_fields(params),
     )
 
 
 def check_read_params(params: Params) -> None:
     """Retrieving or expiring a session takes nothing but ``expand``."""
-    _reject_unknown(params, _READ_PARAMS)
+    reject_unknown(params, _READ_PARAMS)
 
 
-def _reject_unknown(params: Params, allowed: frozenset[str], prefix: str = "") -> None:
+def reject_unknown(params: Params, allowed: frozenset[str], prefix: str = "") -> None:
     for key in params:
         if key not in allowed:
             name = f"{prefix}[{key}]" if prefix else key
@@ -141,23 +141,23 @@ def _parse_line_item(index: int, item: Any) -> LineItem:
     prefix = f"line_items[{index}]"
     if not isinstance(item, dict):
         raise invalid(f"Invalid object: {prefix}", param=prefix)
-    _reject_unknown(item, _LINE_ITEM_PARAMS, prefix)
+    reject_unknown(item, _LINE_ITEM_PARAMS, prefix)
     quantity_param = f"{prefix}[quantity]"
-    quantity = _int_param(_require(item, "quantity", quantity_param), quantity_param, minimum=1)
+    quantity = int_param(_require(item, "quantity", quantity_param), quantity_param, minimum=1)
     price_data = _require_dict(item, "price_data", f"{prefix}[price_data]")
     price_prefix = f"{prefix}[price_data]"
-    _reject_unknown(price_data, _PRICE_DATA_PARAMS, price_prefix)
+    reject_unknown(price_data, _PRICE_DATA_PARAMS, price_prefix)
     currency = _currency(
         _require(price_data, "currency", f"{price_prefix}[currency]"), f"{price_prefix}[currency]"
     )
-    unit_amount = _int_param(
+    unit_amount = int_param(
         _require(price_data, "unit_amount", f"{price_prefix}[unit_amount]"),
         f"{price_prefix}[unit_amount]",
         minimum=0,
     )
     product_prefix = f"{price_prefix}[product_data]"
     product_data = _require_dict(price_data, "product_data", product_prefix)
-    _reject_unknown(product_data, _PRODUCT_DATA_PARAMS, product_prefix)
+    reject_unknown(product_data, _PRODUCT_DATA_PARAMS, product_prefix)
     name = _require(product_data, "name", f"{product_prefix}[name]")
     return LineItem(name=str(name), quantity=quantity, unit_amount=unit_amount, currency=currency)
 
@@ -192,7 +192,7 @@ def _url_param(params: Params, key: str) -> str:
 def _expires_at(params: Params, now: int) -> int:
     if "expires_at" not in params:
         return now + DEFAULT_LIFETIME
-    expires_at = _int_param(params["expires_at"], "expires_at", minimum=0)
+    expires_at = int_param(params["expires_at"], "expires_at", minimum=0)
     if expires_at < now + MIN_LIFETIME - EXPIRES_AT_SLACK:
         raise invalid(
             "The `expires_at` timestamp must be at least 30 minutes from Checkout Session "
@@ -217,7 +217,7 @@ def _client_reference_id(params: Params) -> str | None:
     return value or None
 
 
-def _metadata(params: Params) -> dict[str, str]:
+def metadata_param(params: Params) -> dict[str, str]:
     value = params.get("metadata", {})
     if value == "":
         return {}
@@ -262,7 +262,7 @@ def _require_dict(params: Params, key: str, param: str) -> Params:
     return value
 
 
-def _int_param(value: Any, param: str, *, minimum: int) -> int:
+def int_param(value: Any, param: str, *, minimum: int) -> int:
     if not isinstance(value, str) or not _INT_RE.fullmatch(value):
         raise invalid(f"Invalid integer: {value}", param=param, code="parameter_invalid_integer")
     number = int(value)

@@ -8,12 +8,20 @@ payment, and the shop applies that through the same fulfilment function as a rea
 nothing leaves the machine.
 """
 
+from collections.abc import Iterator
 from dataclasses import replace
+from datetime import datetime
 
 from django.urls import reverse
 
 from shop.orders.models import Order, OrderStatus
-from shop.payments.types import CheckoutRequest, CheckoutSession, PaymentError, SessionNotOpen
+from shop.payments.types import (
+    CheckoutRequest,
+    CheckoutSession,
+    PaymentError,
+    ProviderRefund,
+    SessionNotOpen,
+)
 
 DEMO_SESSION_PREFIX = "cs_demo_"
 
@@ -39,6 +47,10 @@ class DemoGateway:
         if session.status != "open":
             raise SessionNotOpen(f"demo session {session_id} is {session.status}")
         return replace(session, status="expired")
+
+    def list_refunds(self, *, created_after: datetime) -> Iterator[ProviderRefund]:
+        # Demo refunds are made by the shop itself and recorded as they are made.
+        return iter(())
 
     def pay_checkout_session(self, session_id: str, *, email: str) -> CheckoutSession:
         session = self.retrieve_checkout_session(session_id)

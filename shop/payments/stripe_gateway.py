@@ -3,12 +3,14 @@
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
 import stripe
 from django.conf import settings
+from stripe.params import RefundListParams
 from stripe.params.checkout import SessionCreateParams, SessionRetrieveParams
 
 from shop.payments.types import (
@@ -17,6 +19,8 @@ from shop.payments.types import (
     Event,
     InvalidWebhook,
     PaymentError,
+    ProviderRefund,
+    SessionMissing,
     SessionNotOpen,
     decode_event,
 )
@@ -24,6 +28,8 @@ from shop.payments.types import (
 logger = logging.getLogger(__name__)
 
 SESSIONS_PATH = "/v1/checkout/sessions"
+REFUNDS_PATH = "/v1/refunds"
+PAGE_SIZE = 100
 
 # The SDK retries 5xx, 409 and dropped connections itself (max_network_retries); it does not
 # retry 429, so rate limits get a short bounded retry here, with the same idempotency key.
@@ -76,13 +82,35 @@ class StripeGateway:
 
     def retrieve_checkout_session(self, session_id: str) -> CheckoutSession:
         params: SessionRetrieveParams = {"expand": ["payment_intent"]}
-        session = self._request(
-            "retrieve checkout session",
-            "get",
-            f"{SESSIONS_PATH}/{quote(session_id, safe='')}",
-            **params,
-        )
+        try:
+            session = self._request(
+                "retrieve checkout session",
+                "get",
+                f"{SESSIONS_PATH}/{quote(session_id, safe='')}",
+                missing_is_known=True,
+                **params,
+            )
+        except _Missing:
+            raise SessionMissing(f"Stripe has no checkout session {session_id}") from None
         return CheckoutSession.from_stripe_dict(session)
+
+    def list_refunds(self, *, created_after: datetime) -> Iterator[ProviderRefund]:
+        params: RefundListParams = {
+            "created": {"gte": int(created_after.timestamp())},
+            "limit": PAGE_SIZE,
+        }
+        while True:
+            page = self._request("list refunds", "get", REFUNDS_PATH, **params)
+            data = page.get("data")
+            if not isinstance(data, list):
+                raise PaymentError("Stripe answered a refund list without data.")
+            for item in data:
+                refund = ProviderRefund.from_stripe_dict(item) if isinstance(item, dict) else None
+                if refund is not None:
+                    yield refund
+            if not page.get("has_more") or not data:
+                return
+            params["starting_after"] = data[-1]["id"]
 
     def expire_checkout_session(self, session_id: str) -> CheckoutSession:
         try:
@@ -108,6 +136,7 @@ class StripeGateway:
         path: str,
         *,
         refused_means_not_open: bool = False,
+        missing_is_known: bool = False,
         **params: Any,
     ) -> dict[str, Any]:
         """One API call through the SDK (its retries, errors and idempotency keys), answered as
@@ -129,6 +158,8 @@ class StripeGateway:
             except stripe.InvalidRequestError as exc:
                 if refused_means_not_open and exc.http_status == 400:
                     raise _Refused() from None
+                if missing_is_known and exc.code == "resource_missing":
+                    raise _Missing() from None
                 logger.error("stripe %s rejected: %s (param %s)", what, exc.user_message, exc.param)
                 raise PaymentError("Stripe rejected the request.") from None
             except stripe.StripeError as exc:
@@ -141,6 +172,10 @@ class StripeGateway:
 
 
 class _Refused(Exception):
+    pass
+
+
+class _Missing(Exception):
     pass
 
 

@@ -1,5 +1,6 @@
 """Plain data exchanged with payment providers; nothing here knows the stripe SDK."""
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -11,6 +12,10 @@ class PaymentError(Exception):
 
 class SessionNotOpen(PaymentError):
     """The provider refused to expire a session: it may be complete (paid!) or expired."""
+
+
+class SessionMissing(PaymentError):
+    """The provider does not know this session (deleted test data, another account)."""
 
 
 class InvalidWebhook(Exception):
@@ -105,6 +110,31 @@ class RefundedCharge:
 
 
 @dataclass(frozen=True)
+class ProviderRefund:
+    """A refund as the provider reports it, whoever started it (the shop or the dashboard)."""
+
+    id: str
+    payment_intent_id: str | None
+    amount: int
+    currency: str
+    status: str  # pending | requires_action | succeeded | failed | canceled
+
+    @classmethod
+    def from_stripe_dict(cls, data: dict[str, Any]) -> "ProviderRefund | None":
+        amount = data.get("amount")
+        refund_id = _stripe_id(data.get("id"))
+        if refund_id is None or not isinstance(amount, int) or isinstance(amount, bool):
+            return None
+        return cls(
+            id=refund_id,
+            payment_intent_id=_stripe_id(data.get("payment_intent")),
+            amount=amount,
+            currency=str(data.get("currency") or ""),
+            status=str(data.get("status") or ""),
+        )
+
+
+@dataclass(frozen=True)
 class Event:
     """A verified provider event, decoded once. `payload` is the raw event, kept for replays."""
 
@@ -180,4 +210,8 @@ class PaymentGateway(Protocol):
     def pay_checkout_session(self, session_id: str, *, email: str) -> CheckoutSession:
         """The customer's Pay on the provider's hosted page, for a provider whose page is the
         shop's own (the demo). Stripe's page is Stripe's: its provider raises PaymentError."""
+        ...
+
+    def list_refunds(self, *, created_after: datetime) -> Iterator[ProviderRefund]:
+        """Every refund created since `created_after`, page by page (one call per page)."""
         ...

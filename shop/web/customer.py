@@ -34,7 +34,7 @@ def customer_cookie_set(request: HttpRequest, response: HttpResponse, key: str) 
     response.set_cookie(
         COOKIE_NAME,
         customer_cookie_value(key),
-        max_age=settings.SESSION_COOKIE_AGE,
+        max_age=settings.CUSTOMER_COOKIE_AGE,
         secure=settings.SESSION_COOKIE_SECURE,
         httponly=True,
         samesite="Lax",

@@ -55,3 +55,12 @@ def rate_limited(request: HttpRequest, exception: Exception | None = None) -> Ht
     response = error_page(request, 429)
     response["Retry-After"] = "60"
     return response
+
+
+def login_locked_out(
+    request: HttpRequest, credentials: object = None, **kwargs: object
+) -> HttpResponse:
+    """django-axes: too many wrong admin passwords from this address or for this username."""
+    response = error_page(request, 429)
+    response["Retry-After"] = "3600"
+    return response

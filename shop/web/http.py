@@ -43,6 +43,11 @@ def is_text_charset(content_type: str) -> bool:
         return True
 
 
+def axes_client_ip(request: HttpRequest) -> str:
+    """django-axes counts failed admin logins per address: the same address as everywhere."""
+    return client_ip(request)
+
+
 def customer_browser(group: str, request: HttpRequest) -> str:
     """Rate-limit key for "this browser": its signed customer cookie, which a client cannot mint
     for itself (a CSRF cookie it can). Used with `per_customer_browser` rates only."""
