@@ -15,6 +15,14 @@ from shop.payments import stripe_gateway
 WEBHOOK_URL = "/stripe/webhook/"
 
 
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    from django.conf import settings
+
+    engine = settings.DATABASES["default"]["ENGINE"]
+    if item.get_closest_marker("postgres_only") and not engine.endswith("postgresql"):
+        pytest.skip("needs a real PostgreSQL server (make test runs the suite on one)")
+
+
 @pytest.fixture(autouse=True)
 def _empty_cache() -> Iterator[None]:
     """The storefront caches fragments: no test sees another's (ids repeat across tests)."""

@@ -541,8 +541,8 @@ class PaidSession:
 class Fuzzed:
     """A mutated event and its body; failure reports show the list of mutations only."""
 
-    def __init__(self, event: Any, body: bytes, changes: list[str]) -> None:
-        self.event, self.body, self.changes = event, body, changes
+    def __init__(self, event: Any, body: bytes, changes: list[str], depth: int = 0) -> None:
+        self.event, self.body, self.changes, self.depth = event, body, changes, depth
 
     def __repr__(self) -> str:
         return f"Fuzzed({'; '.join(self.changes) or 'unchanged'})"
@@ -645,7 +645,7 @@ def mutated_events(draw: st.DrawFn, paid: PaidSession) -> Fuzzed:
     body = json.dumps(event, allow_nan=False).encode()
     if depth and isinstance(event, dict):
         body = body.replace(json.dumps(DEEP).encode(), nested(depth), 1)
-    return Fuzzed(event, body, changes)
+    return Fuzzed(event, body, changes, depth)
 
 
 class Delivery:
@@ -786,7 +786,100 @@ def test_signed_webhook_never_fails_and_pays_only_a_genuine_paid_session(
         paid = order.status == OrderStatus.PAID
         hypothesis.event(f"{response.status_code} {order.status}")
         assert not paid or genuinely_paid(fuzzed.event, order)
+        # ...and a genuine paid completion does pay, whatever harmless noise came with it (a
+        # body Stripe could never send, too deep or with NUL characters, is refused instead).
+        trusted_body = fuzzed.depth == 0 and b"\\u0000" not in fuzzed.body
+        if trusted_body and genuinely_paid(fuzzed.event, order):
+            assert paid, fuzzed
         assert OrderTransition.objects.filter(to_status=OrderStatus.PAID).count() == int(paid)
+
+
+@st.composite
+def mutated_refunds(draw: st.DrawFn, paid: PaidSession, refund_event: dict[str, Any]) -> Fuzzed:
+    """A signed charge.refunded event for the paid order's payment, with mutations."""
+    event = copy.deepcopy(refund_event)
+    charge = event["data"]["object"]
+    amount = paid.order.amount_total
+    intent = charge["payment_intent"]
+    changes: list[str] = []
+    alternatives = {
+        "amount_refunded": [
+            *(amount, amount + 1, amount - 1, 1, 0, -amount, 10**20, str(amount), float(amount)),
+            *(True, None, [amount], {"value": amount}),
+        ],
+        "payment_intent": [
+            intent,
+            "pi_other",
+            "",
+            None,
+            7,
+            {"id": intent},
+            [intent],
+            intent.upper(),
+        ],
+    }
+    for key, choices in alternatives.items():
+        action = draw(st.sampled_from(["keep", "keep", "choose", "choose", "random", "delete"]))
+        if action == "delete":
+            charge.pop(key, None)
+            changes.append(f"del object.{key}")
+        elif action != "keep":
+            value = draw(st.sampled_from(choices) if action == "choose" else JSON_VALUES)
+            charge[key] = value
+            changes.append(f"object.{key}={short(value)}")
+    new_type = draw(st.sampled_from(["charge.refunded"] * 4 + [*SESSION_EVENTS, "charge.updated"]))
+    if new_type != event["type"]:
+        event["type"] = new_type
+        changes.append(f"type={new_type}")
+    return Fuzzed(event, json.dumps(event, allow_nan=False).encode(), changes)
+
+
+def genuinely_refunded(event: dict[str, Any], order: Order) -> bool:
+    """True only for a charge.refunded event refunding all of this order's payment."""
+    charge = event["data"]["object"]
+    refunded = charge.get("amount_refunded")
+    return (
+        event["type"] == "charge.refunded"
+        and charge.get("payment_intent") == order.payment_intent_id
+        and type(refunded) is int
+        # Stripe never reports more than a charge's amount, nor more than eight digits.
+        and order.amount_total <= refunded <= 99_999_999
+    )
+
+
+@fuzz(150)
+@given(data=st.data())
+def test_signed_refund_never_fails_and_refunds_only_a_genuine_full_refund(
+    client, fake_stripe, paid_session, data
+):
+    order = paid_session.order
+    refund_event = fake_stripe.charge_refunded(order.checkout_session_id)
+    fuzzed = data.draw(mutated_refunds(paid_session, refund_event))
+
+    with rolled_back():
+        genuine = json.dumps(paid_session.event).encode()
+        paid = post_webhook(
+            client, genuine, "application/json", HTTP_STRIPE_SIGNATURE=fake_stripe.sign(genuine)
+        )
+        assert paid.status_code == 200
+        order.refresh_from_db()
+        assert order.status == OrderStatus.PAID
+
+        response = post_webhook(
+            client,
+            fuzzed.body,
+            "application/json",
+            HTTP_STRIPE_SIGNATURE=fake_stripe.sign(fuzzed.body),
+        )
+
+        errors = list(WebhookEvent.objects.exclude(error="").values_list("error", flat=True))
+        # NUL characters Stripe never sends are refused (400); anything else is settled (200).
+        expected = 400 if b"\\u0000" in fuzzed.body else 200
+        assert response.status_code == expected, (response.content, errors)
+        order.refresh_from_db()
+        refunded = order.status == OrderStatus.REFUNDED
+        hypothesis.event(f"{'refunded' if refunded else order.status}")
+        assert refunded == genuinely_refunded(fuzzed.event, order), fuzzed
 
 
 def test_the_genuine_event_used_for_fuzzing_pays_the_order(client, fake_stripe, paid_session):

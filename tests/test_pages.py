@@ -122,6 +122,8 @@ def test_success_page_when_stripe_is_down_shows_processing(client, products, fak
 
     assert response.status_code == 200
     assert "being processed" in response.content.decode()
+    order.refresh_from_db()
+    assert order.status == OrderStatus.PENDING and not order.needs_review
 
 
 def test_cancel_returns_to_storefront_with_notice(client, products):
@@ -142,20 +144,45 @@ def test_my_orders_are_private_to_each_browser(products, fake_stripe):
 
 
 def test_my_orders_lists_only_paid_and_refunded_newest_first(client, products, fake_stripe):
-    references = []
+    shown = []
     for quantity in (1, 2, 3):
         buy(client, products, quantity, 0, 0)
         order = last_order()
         pay(client, fake_stripe, order)
-        references.append(order.reference)
-    buy(client, products, 9, 0, 0)  # pending: not shown
+        shown.append(order)
+    post_event(client, fake_stripe, fake_stripe.charge_refunded(shown[1].checkout_session_id))
+    hidden = []
+    buy(client, products, 4, 0, 0)  # expired
+    hidden.append(last_order())
+    fake_stripe.expire(hidden[-1].checkout_session_id)
+    post_event(
+        client,
+        fake_stripe,
+        fake_stripe.session_event("checkout.session.expired", hidden[-1].checkout_session_id),
+    )
+    buy(client, products, 5, 0, 0)  # failed (an async payment that did not go through)
+    hidden.append(last_order())
+    fake_stripe.complete(hidden[-1].checkout_session_id, payment_status="unpaid")
+    fake_stripe.fail_payment(hidden[-1].checkout_session_id)
+    post_event(
+        client,
+        fake_stripe,
+        fake_stripe.session_event(
+            "checkout.session.async_payment_failed", hidden[-1].checkout_session_id
+        ),
+    )
+    buy(client, products, 9, 0, 0)  # pending
+    hidden.append(last_order())
 
     page = client.get("/").content.decode()
 
-    positions = [page.index(ref) for ref in reversed(references)]
+    statuses = {o.reference: Order.objects.get(pk=o.pk).status for o in shown + hidden}
+    assert sorted(statuses.values()) == ["expired", "failed", "paid", "paid", "pending", "refunded"]
+    positions = [page.index(o.reference) for o in reversed(shown)]
     assert positions == sorted(positions)
-    assert last_order().reference not in page
+    assert not any(o.reference in page for o in hidden)
     assert page.count("<article") == 3
+    assert 'data-status="refunded"' in page
 
 
 def _paid_orders(customer_key, count, product):
@@ -232,10 +259,13 @@ def test_product_price_change_does_not_change_placed_orders(client, products, fa
     buy(client, products, 2, 0, 0)
     order = last_order()
     Product.objects.filter(pk=products[0].pk).update(unit_amount=99999)
+    pay(client, fake_stripe, order)
 
+    order = Order.objects.get(pk=order.pk)
     line = order.lines.get()
     assert line.unit_amount == products[0].unit_amount
     assert order.amount_total == 2 * products[0].unit_amount
+    assert order.status == OrderStatus.PAID
 
 
 def test_admin_lists_orders_products_and_events(admin_client, client, products, fake_stripe):
@@ -264,3 +294,20 @@ def test_my_orders_shows_a_refund_although_the_section_is_cached(client, product
     post_event(client, fake_stripe, fake_stripe.charge_refunded(order.checkout_session_id))
 
     assert 'data-status="refunded"' in client.get("/").content.decode()
+
+
+def test_success_page_for_a_completed_but_unpaid_session_says_processing(
+    client, products, fake_stripe
+):
+    buy(client, products, 1, 0, 0)
+    order = last_order()
+    fake_stripe.complete(order.checkout_session_id, payment_status="unpaid")  # a bank debit
+
+    page = client.get(f"/checkout/success/?session_id={order.checkout_session_id}")
+
+    assert page.status_code == 200
+    assert "being processed" in page.content.decode()
+    assert "Thank you" not in page.content.decode()
+    order.refresh_from_db()
+    assert order.status == OrderStatus.PENDING
+    assert order.reference not in client.get("/").content.decode()

@@ -18,7 +18,8 @@ from django.test import Client
 from django.utils import timezone
 
 from devtools.servers import app_servers, redis_server
-from shop.orders.models import Order, OrderLine
+from shop.orders.models import Order, OrderLine, OrderStatus
+from shop.payments.models import WebhookEvent
 from tests.conftest import WEBHOOK_URL, buy, cart_form, last_order, pay, post_event
 
 pytestmark = pytest.mark.django_db
@@ -211,6 +212,9 @@ def test_webhook_ip_allow_list(client, products, fake_stripe, settings):
     event = fake_stripe.session_event("checkout.session.completed", order.checkout_session_id)
 
     refused = post_event(client, fake_stripe, event)
+    order.refresh_from_db()
+    assert order.status == OrderStatus.PENDING
+    assert not WebhookEvent.objects.exists()
     body = json.dumps(event).encode()
     allowed = client.post(
         WEBHOOK_URL,
@@ -222,6 +226,8 @@ def test_webhook_ip_allow_list(client, products, fake_stripe, settings):
 
     assert refused.status_code == 403
     assert allowed.status_code == 200
+    order.refresh_from_db()
+    assert order.status == OrderStatus.PAID
 
 
 def test_webhook_secret_and_api_key_never_reach_the_logs(client, products, fake_stripe, caplog):

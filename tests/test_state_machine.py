@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.test import Client
 from django.utils import timezone
 
 from shop.orders.models import Order, OrderStatus, OrderTransition
@@ -198,15 +199,25 @@ def test_amount_or_currency_mismatch_flags_order_and_never_pays(
     assert [r.levelname for r in caplog.records if "needs review" in r.getMessage()] == ["ERROR"]
 
 
-def test_flagged_orders_are_filterable_in_admin(admin_client, client, fake_stripe, order):
+def test_flagged_orders_are_filterable_in_admin(admin_client, client, fake_stripe, order, products):
     fake_stripe.complete(order.checkout_session_id)
     fake_stripe.set_session_fields(order.checkout_session_id, amount_total=1)
     send(client, fake_stripe, "checkout.session.completed", order)
+    others = []
+    for quantities in [(0, 1, 0), (0, 0, 2)]:
+        other_browser = Client()
+        buy(other_browser, products, *quantities)
+        other = Order.objects.order_by("-id").first()
+        pay(other_browser, fake_stripe, other)
+        others.append(other)
 
-    page = admin_client.get("/admin/shop/order/?needs_review__exact=1")
+    flagged = admin_client.get("/admin/shop/order/?needs_review__exact=1").content.decode()
+    unflagged = admin_client.get("/admin/shop/order/?needs_review__exact=0").content.decode()
 
-    assert page.status_code == 200
-    assert order.reference in page.content.decode()
+    assert order.reference in flagged
+    assert not any(o.reference in flagged for o in others)
+    assert all(o.reference in unflagged for o in others)
+    assert order.reference not in unflagged
 
 
 def test_session_paid_through_unexpected_session_is_flagged(client, fake_stripe, order):
@@ -351,3 +362,57 @@ def test_event_payload_is_stored_for_replay(client, fake_stripe, order):
     record = WebhookEvent.objects.get()
     assert record.payload["data"]["object"]["id"] == order.checkout_session_id
     assert json.loads(WebhookDelivery.objects.get().body)["id"] == record.event_id
+
+
+def test_partial_refunds_adding_up_to_the_whole_refund_the_order_once(client, fake_stripe, order):
+    pay(client, fake_stripe, order)
+    third = order.amount_total // 3
+
+    for total in (third, 2 * third, order.amount_total, order.amount_total):
+        event = fake_stripe.charge_refunded(order.checkout_session_id, amount_refunded=total)
+        assert post_event(client, fake_stripe, event).status_code == 200
+        expected = OrderStatus.REFUNDED if total == order.amount_total else OrderStatus.PAID
+        assert status(order) == expected
+
+    assert OrderTransition.objects.filter(order=order, to_status="refunded").count() == 1
+
+
+def test_admin_replay_skips_processed_events_and_reports_failures(
+    admin_client, client, fake_stripe, order, monkeypatch
+):
+    pay(client, fake_stripe, order)
+    processed = WebhookEvent.objects.get()
+    monkeypatch.setattr(webhooks, "_dispatch", lambda event: 1 / 0)
+    failing = fake_stripe.charge_refunded(order.checkout_session_id)
+    assert post_event(client, fake_stripe, failing).status_code == 500
+    broken = WebhookEvent.objects.get(event_id=failing["id"])
+
+    page = admin_client.post(
+        "/admin/shop/webhookevent/",
+        {"action": "replay", "_selected_action": [processed.pk, broken.pk]},
+        follow=True,
+    ).content.decode()
+
+    messages = page.lower()  # the admin capitalises each message
+    assert f"{processed.event_id.lower()}: duplicate: paid" in messages
+    assert f"{broken.event_id.lower()}: failed" in messages
+    broken.refresh_from_db()
+    assert broken.processed_at is None and "ZeroDivisionError" in broken.error
+    assert status(order) == OrderStatus.PAID
+    assert OrderTransition.objects.filter(order=order).count() == 1
+
+
+def test_admin_replay_is_refused_to_non_staff(client, fake_stripe, order, django_user_model):
+    pay(client, fake_stripe, order)
+    record = WebhookEvent.objects.get()
+    django_user_model.objects.create_user("customer", password="pass-12345")
+    visitor = Client()
+    visitor.login(username="customer", password="pass-12345")
+
+    response = visitor.post(
+        "/admin/shop/webhookevent/", {"action": "replay", "_selected_action": [record.pk]}
+    )
+
+    assert response.status_code == 302 and "/admin/login/" in response["Location"]
+    record.refresh_from_db()
+    assert record.attempts == 1

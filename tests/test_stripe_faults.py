@@ -45,6 +45,23 @@ def test_stripe_down_answers_503_says_no_money_taken_and_closes_the_order(
     assert len({r.idempotency_key for r in creates(fake_stripe)}) == 1
 
 
+def test_session_created_but_its_answer_lost_is_retried_into_the_same_session(
+    client, products, fake_stripe
+):
+    # Stripe creates the session, then the connection drops before the answer arrives: the
+    # idempotency key is what keeps the SDK's retry from creating a second session.
+    fake_stripe.lose_answer_next(1, prefix="/v1/checkout/sessions")
+
+    response = buy(client, products, 1, 0, 0)
+
+    assert response.status_code == 303
+    assert len(creates(fake_stripe)) == 2
+    assert len(fake_stripe.sessions) == 1
+    (session_id,) = fake_stripe.sessions
+    assert last_order().checkout_session_id == session_id
+    assert response["Location"] == fake_stripe.sessions[session_id]["url"]
+
+
 def test_429_once_is_retried_with_the_same_key(client, products, fake_stripe):
     fake_stripe.fail_next(1, status=429)
 

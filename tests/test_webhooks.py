@@ -1,4 +1,7 @@
 import json
+import os
+import subprocess
+import sys
 import time
 from datetime import timedelta
 
@@ -103,13 +106,38 @@ def test_bad_signature_is_rejected_and_changes_nothing(client, fake_stripe, orde
     assert delivery.processed is False
 
 
-def test_signature_with_rotated_secret_is_accepted(client, fake_stripe, order, settings):
-    settings.STRIPE_WEBHOOK_SECRETS = ["whsec_new_secret", fake_stripe.webhook_secret]
+@pytest.mark.parametrize("signed_with", ["whsec_new_secret", "whsec_old_secret"])
+def test_while_rolling_a_secret_both_the_new_and_the_old_one_are_accepted(
+    client, fake_stripe, order, settings, signed_with
+):
+    settings.STRIPE_WEBHOOK_SECRETS = ["whsec_new_secret", "whsec_old_secret"]
     event = completed_event(fake_stripe, order)
 
-    assert post_event(client, fake_stripe, event, secret="whsec_new_secret").status_code == 200
+    assert post_event(client, fake_stripe, event, secret=signed_with).status_code == 200
     order.refresh_from_db()
     assert order.status == OrderStatus.PAID
+
+
+def test_the_webhook_secret_variable_takes_two_comma_separated_secrets():
+    code = (
+        "import django; django.setup(); from django.conf import settings; "
+        "print(settings.STRIPE_WEBHOOK_SECRETS)"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "STRIPE_", "SHOP_"))}
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env={
+            **env,
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "DJANGO_DEBUG": "true",
+            "STRIPE_WEBHOOK_SECRET": " whsec_new , whsec_old ",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert result.stdout.strip() == "['whsec_new', 'whsec_old']"
 
 
 def test_signed_but_malformed_json_is_rejected(client, fake_stripe):

@@ -270,6 +270,9 @@ class FakeStripe:
             n, status=status, error_type=error_type, prefix=prefix, should_retry=should_retry
         )
 
+    def lose_answer_next(self, n: int = 1, *, prefix: str = "/v1/") -> None:
+        self._faults.lose_answer_next(n, prefix=prefix)
+
     def hang_next(self, n: int = 1, *, seconds: float = 30.0, prefix: str = "/v1/") -> None:
         self._faults.hang_next(n, seconds=seconds, prefix=prefix)
 
@@ -508,6 +511,8 @@ class FakeStripe:
         with self._lock:
             self.requests.append(request)
         fault = self._faults.take(path)
+        if fault is not None and fault.kind == "lose_answer":
+            self._answer_api(request, decode_error)
         response = self._faults.apply(fault) if fault else self._answer_api(request, decode_error)
         if response is not None:
             response.headers.setdefault("Request-Id", request_id())

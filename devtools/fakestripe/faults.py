@@ -1,4 +1,5 @@
-"""Fault injection: the next requests to a path prefix fail, hang or lose their connection."""
+"""Fault injection: the next requests to a path prefix fail, hang, lose their connection before
+they are handled, or are handled and then lose their answer."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from devtools.fakestripe.responses import Response, error_response
 
 @dataclass
 class Fault:
-    kind: Literal["fail", "hang", "drop"]
+    kind: Literal["fail", "hang", "drop", "lose_answer"]
     prefix: str
     status: int = 500
     error_type: str = "api_error"
@@ -46,6 +47,10 @@ class Faults:
     def drop_next(self, n: int, *, prefix: str) -> None:
         self._add(Fault("drop", prefix), n)
 
+    def lose_answer_next(self, n: int, *, prefix: str) -> None:
+        """Handle the request (Stripe did the work), then close the connection unanswered."""
+        self._add(Fault("lose_answer", prefix), n)
+
     def take(self, path: str) -> Fault | None:
         """The first waiting fault for ``path``, no longer waiting; None if there is none."""
         with self._lock:
@@ -62,7 +67,7 @@ class Faults:
                 release = self._release_hangs
             release.wait(fault.seconds)
             return None
-        if fault.kind == "drop":
+        if fault.kind in ("drop", "lose_answer"):
             return None
         error = ApiError(fault.status, fault.error_type, _message(fault.error_type))
         if fault.status == 429:

@@ -74,14 +74,22 @@ class CheckoutSession:
             status=str(data.get("status") or ""),
             payment_status=str(data.get("payment_status") or ""),
             order_reference=reference if isinstance(reference, str) else None,
-            amount_total=amount
-            if isinstance(amount, int) and not isinstance(amount, bool)
-            else None,
+            amount_total=_amount(amount),
             currency=data.get("currency"),
             payment_intent_id=_stripe_id(intent_id),
             payment_intent_status=intent_status if isinstance(intent_status, str) else None,
             customer_email=email if isinstance(email, str) and 0 < len(email) <= 254 else None,
         )
+
+
+# Stripe's largest amount in the smallest currency unit (eight digits).
+MAX_PROVIDER_AMOUNT = 99_999_999
+
+
+def _amount(value: Any) -> int | None:
+    """An amount in cents as Stripe can send it; anything else is treated as absent."""
+    valid = isinstance(value, int) and not isinstance(value, bool)
+    return value if valid and 0 <= value <= MAX_PROVIDER_AMOUNT else None
 
 
 def _stripe_id(value: Any) -> str | None:
@@ -100,12 +108,9 @@ class RefundedCharge:
 
     @classmethod
     def from_stripe_dict(cls, data: dict[str, Any]) -> "RefundedCharge":
-        refunded = data.get("amount_refunded")
         return cls(
             payment_intent_id=_stripe_id(data.get("payment_intent")),
-            amount_refunded=refunded
-            if isinstance(refunded, int) and not isinstance(refunded, bool)
-            else None,
+            amount_refunded=_amount(data.get("amount_refunded")),
         )
 
 
@@ -121,9 +126,9 @@ class ProviderRefund:
 
     @classmethod
     def from_stripe_dict(cls, data: dict[str, Any]) -> "ProviderRefund | None":
-        amount = data.get("amount")
+        amount = _amount(data.get("amount"))
         refund_id = _stripe_id(data.get("id"))
-        if refund_id is None or not isinstance(amount, int) or isinstance(amount, bool):
+        if refund_id is None or amount is None:
             return None
         return cls(
             id=refund_id,

@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    BrowserType,
+    Page,
+    Playwright,
+    sync_playwright,
+)
 
 from shop.catalogue.models import Product
 from tests.browser.support import DESKTOP, login
@@ -39,7 +46,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.browser)
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="package", autouse=True)
 def _orm_beside_playwright() -> Iterator[None]:
     # Playwright's sync API keeps an asyncio loop running in the test thread, and Django refuses
     # ORM calls from a thread with a running loop. The calls here are plain synchronous test
@@ -51,6 +58,33 @@ def _orm_beside_playwright() -> Iterator[None]:
         del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
     else:
         os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+# Playwright keeps an asyncio loop running in the test thread while it is started: started and
+# stopped with this package, so the loop (and the ORM switch above) end with the browser tests.
+@pytest.fixture(scope="package")
+def playwright() -> Iterator[Playwright]:
+    with sync_playwright() as pw:
+        yield pw
+
+
+@pytest.fixture(scope="package")
+def browser_type(playwright: Playwright, browser_name: str) -> BrowserType:
+    return getattr(playwright, browser_name)  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="package")
+def launch_browser(
+    browser_type_launch_args: dict[str, Any], browser_type: BrowserType
+) -> Callable[..., Browser]:
+    return lambda **kwargs: browser_type.launch(**{**browser_type_launch_args, **kwargs})
+
+
+@pytest.fixture(scope="package")
+def browser(launch_browser: Callable[..., Browser]) -> Iterator[Browser]:
+    browser = launch_browser()
+    yield browser
+    browser.close()
 
 
 @pytest.fixture(scope="session")
@@ -70,12 +104,12 @@ def base_url(live_server: Any) -> str:
     return str(live_server.url)
 
 
-@pytest.fixture(scope="session")
-def browser_context_args(browser_context_args: dict[str, Any]) -> dict[str, Any]:
+@pytest.fixture(scope="package")
+def browser_context_args(base_url: str) -> dict[str, Any]:
     # A fixed locale and time zone: dates are shown in the customer's terms, so the tests pin
     # which customer that is.
     return {
-        **browser_context_args,
+        "base_url": base_url,
         "viewport": DESKTOP,
         "locale": "en-US",
         "timezone_id": "America/New_York",
