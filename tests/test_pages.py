@@ -311,3 +311,30 @@ def test_success_page_for_a_completed_but_unpaid_session_says_processing(
     order.refresh_from_db()
     assert order.status == OrderStatus.PENDING
     assert order.reference not in client.get("/").content.decode()
+
+
+def _history_plan(customer_key):
+    from shop.orders.selectors import ORDERS_PER_PAGE, order_history
+
+    query = order_history(customer_key=customer_key).values_list("id", "reference", "status")
+    return query[: ORDERS_PER_PAGE + 1].explain()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_my_orders_query_uses_its_index_however_many_orders_other_browsers_placed(
+    products,
+):
+    """Built as real use builds it: one browser's long history first, then thousands of other
+    browsers' orders (newer ids), then the statistics autovacuum would gather."""
+    from django.db import connection
+
+    _paid_orders("long-history", 300, products[0])
+    for batch in range(6):
+        _paid_orders(f"others-{batch}", 1000, products[1])
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+
+    plan = _history_plan("long-history")
+
+    assert "order_history_idx" in plan, plan
+    assert "pkey" not in plan, plan  # no walk down the primary key past other browsers
