@@ -10,17 +10,20 @@ from shop.orders.models import (
     new_order_reference,
 )
 from shop.payments.models import Payment, WebhookDelivery, WebhookEvent
+from shop.refunds.models import Dispute, Refund
 
 __all__ = [
     "MAX_AMOUNT",
     "MAX_QUANTITY",
     "MIN_CHARGE",
+    "Dispute",
     "Order",
     "OrderLine",
     "OrderStatus",
     "OrderTransition",
     "Payment",
     "Product",
+    "Refund",
     "WebhookDelivery",
     "WebhookEvent",
     "new_order_reference",

@@ -1,7 +1,7 @@
 import secrets
 
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from shop.catalogue.models import Product
@@ -42,6 +42,11 @@ class Order(models.Model):
     # Set when the browser started another cart: this order's checkout is being closed.
     released_at = models.DateTimeField(null=True, blank=True)
     payment_intent_id = models.CharField(max_length=255, blank=True)
+    # What has been given back (succeeded refunds, or the provider's refunded total if higher):
+    # all of it makes the order refunded; less shows as "partially refunded".
+    amount_refunded = models.PositiveIntegerField(default=0, help_text="In cents.")
+    # A chargeback was opened on its payment (a flag beside the status, not a payment state).
+    disputed = models.BooleanField(default=False)
     needs_review = models.BooleanField(default=False)
     review_reason = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
@@ -57,6 +62,10 @@ class Order(models.Model):
             models.CheckConstraint(
                 condition=Q(amount_total__gte=MIN_CHARGE) & Q(amount_total__lte=MAX_AMOUNT),
                 name="order_amount_in_stripe_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(amount_refunded__lte=F("amount_total")),
+                name="order_refunds_within_amount",
             ),
             # Paid and refunded orders, and only they, have paid_at: My Orders relies on it.
             models.CheckConstraint(
@@ -87,12 +96,20 @@ class Order(models.Model):
                 condition=Q(status="pending"),
             ),
             models.Index(fields=["status", "created_at"], name="order_status_idx"),
+            # The owner's overview: paid orders by day.
+            models.Index(
+                fields=["paid_at"], name="order_paid_at_idx", condition=Q(paid_at__isnull=False)
+            ),
             # Plain, not partial: SQLite only uses a partial index it can prove from the query.
             models.Index(fields=["payment_intent_id"], name="order_intent_idx"),
         ]
 
     def __str__(self) -> str:
         return self.reference
+
+    @property
+    def partially_refunded(self) -> bool:
+        return 0 < self.amount_refunded < self.amount_total
 
 
 class OrderLine(models.Model):
