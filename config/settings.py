@@ -60,7 +60,10 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    # Before django_tasks_db: the shop's `db_worker` (the library's, plus housekeeping) wins.
     "shop",
+    "django_tasks",
+    "django_tasks_db",
 ]
 
 MIDDLEWARE = [
@@ -221,6 +224,34 @@ CHECKOUT_ORIGIN = (
     else "https://checkout.stripe.com"
 )
 
+# --- Background tasks (django-tasks with its database backend) -------------------------------
+# A task is a row in our own database, written in the caller's transaction: a rolled-back
+# change enqueues nothing, a committed one is never forgotten. `manage.py db_worker` runs them.
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}}
+
+# --- Email ------------------------------------------------------------------------------------
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "").strip()
+if EMAIL_HOST:
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_PORT = int(os.environ.get("EMAIL_PORT") or "587")
+    EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+    EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+    # STARTTLS unless switched off: a password never crosses the network in clear.
+    EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
+else:
+    # Development: messages are printed by the worker.
+    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+# A send never holds a worker for long; a failed one is retried later.
+EMAIL_TIMEOUT = 20
+DEFAULT_FROM_EMAIL = (
+    os.environ.get("DEFAULT_FROM_EMAIL", "").strip() or "Corner Shop <shop@localhost>"
+)
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# Who hears about new orders and orders needing review; empty = nobody.
+SHOP_OWNER_EMAIL = os.environ.get("SHOP_OWNER_EMAIL", "").strip()
+# Links in emails are absolute: the address customers reach the shop at.
+SHOP_BASE_URL = (os.environ.get("SHOP_BASE_URL", "").strip() or "http://127.0.0.1:8000").rstrip("/")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -234,6 +265,8 @@ LOGGING = {
             "propagate": False,
         },
         "stripe": {"level": "WARNING"},
+        "django_tasks": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "django_tasks_db": {"handlers": ["console"], "level": "INFO", "propagate": False},
     },
 }
 CSRF_FAILURE_VIEW = "shop.web.errorviews.csrf_failure"
