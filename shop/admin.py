@@ -47,7 +47,7 @@ class OrderAdmin(admin.ModelAdmin):
         "paid_at",
     ]
     list_filter = ["status", "needs_review", "created_at"]
-    search_fields = ["reference", "checkout_session_id", "payment_intent_id"]
+    search_fields = ["reference", "checkout_session_id", "payment_intent_id", "email"]
     date_hierarchy = "created_at"
     inlines = [OrderLineInline, OrderTransitionInline]
     # Money and Stripe facts only change through the payment code, never by hand.
@@ -63,6 +63,7 @@ class OrderAdmin(admin.ModelAdmin):
         "checkout_expires_at",
         "released_at",
         "payment_intent_id",
+        "email",
         "created_at",
         "updated_at",
         "paid_at",

@@ -12,6 +12,11 @@ def new_order_reference() -> str:
     return "ord_" + secrets.token_hex(12)
 
 
+def email_normalized(email: str | None) -> str:
+    """An address as the shop stores and compares it: lower case, no surrounding space."""
+    return (email or "").strip().lower()
+
+
 class OrderStatus(models.TextChoices):
     PENDING = "pending", "Pending"
     PAID = "paid", "Paid"
@@ -38,6 +43,9 @@ class Order(models.Model):
     # Set when the browser started another cart: this order's checkout is being closed.
     released_at = models.DateTimeField(null=True, blank=True)
     payment_intent_id = models.CharField(max_length=255, blank=True)
+    # The customer's address as the payment provider collected it (email_normalized), stored
+    # when the order becomes paid: where confirmations go.
+    email = models.EmailField(blank=True)
     needs_review = models.BooleanField(default=False)
     review_reason = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)

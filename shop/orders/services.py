@@ -12,7 +12,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from shop.orders.models import Order, OrderStatus, OrderTransition
+from shop.orders.models import Order, OrderStatus, OrderTransition, email_normalized
 from shop.payments.models import Payment
 from shop.payments.types import CheckoutSession, RefundedCharge
 from shop.results import Kind, Outcome
@@ -135,6 +135,7 @@ def _apply_paid(order: Order, session: CheckoutSession, cause: str, event_id: st
         event_id=event_id,
         checkout_session_id=session.id,
         payment_intent_id=session.payment_intent_id or "",
+        email=email_normalized(session.customer_email),
     )
     if moved:
         if payment is not None and payment.amount_refunded:

@@ -43,6 +43,7 @@ from shop.payments import demo_mode
 from shop.payments.webhooks import webhook_receive
 from shop.results import Kind
 from shop.web.customer import customer_cookie_set, customer_key_new, customer_key_read
+from shop.web.forms import EmailForm
 from shop.web.http import client_ip
 
 SESSION_ID = re.compile(r"cs_[A-Za-z0-9_]{1,250}")
@@ -156,11 +157,15 @@ def demo_checkout(request: HttpRequest, session_id: str) -> HttpResponse:
         raise Http404("No such checkout.")
     if request.method == "POST":
         if request.POST.get("action") == "pay":
+            form = EmailForm(request.POST)
+            if not form.is_valid():
+                # As Stripe's page would: nothing happens until the address is a real one.
+                return _demo_checkout_page(request, customer_key, session_id, form, status=400)
             try:
                 checkout_pay_on_our_page(
                     customer_key=customer_key,
                     session_id=session_id,
-                    email=request.POST.get("email", ""),
+                    email=form.cleaned_data["email"],
                 )
             except ShopError as exc:
                 if exc.status == 404:
@@ -169,6 +174,12 @@ def demo_checkout(request: HttpRequest, session_id: str) -> HttpResponse:
                 reverse("shop:checkout_success") + "?session_id=" + session_id
             )
         return HttpResponseSeeOther(reverse("shop:storefront") + "?notice=cancelled")
+    return _demo_checkout_page(request, customer_key, session_id, EmailForm())
+
+
+def _demo_checkout_page(
+    request: HttpRequest, customer_key: str, session_id: str, form: EmailForm, status: int = 200
+) -> HttpResponse:
     order = (
         Order.objects.filter(checkout_session_id=session_id, customer_key=customer_key)
         .prefetch_related("lines")
@@ -179,7 +190,8 @@ def demo_checkout(request: HttpRequest, session_id: str) -> HttpResponse:
     return render(
         request,
         "shop/demo_checkout.html",
-        {"order": order, "payable": order.status == OrderStatus.PENDING},
+        {"order": order, "payable": order.status == OrderStatus.PENDING, "form": form},
+        status=status,
     )
 
 
