@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 from django.db.models import Prefetch
 
+from shop.orders.links import order_link_valid
 from shop.orders.models import Order, OrderLine, OrderStatus
 
 ORDERS_PER_PAGE = 10
@@ -54,3 +55,15 @@ def orders_with_lines(page: OrderPage) -> list[Order]:
         )
     )
     return list(orders)
+
+
+def order_for_link(*, reference: str, token: str) -> Order | None:
+    """The order an order link shows, with its lines; None for a link that is not genuine."""
+    if not order_link_valid(reference=reference, token=token):
+        return None
+    return (
+        Order.objects.filter(reference=reference)
+        .only("reference", "status", "amount_total", "currency", "created_at", "paid_at")
+        .prefetch_related("lines")
+        .first()
+    )

@@ -38,7 +38,12 @@ from shop.orders.checkout import (
     checkout_start,
 )
 from shop.orders.models import Order, OrderStatus
-from shop.orders.selectors import OrderPage, orders_for_customer, orders_with_lines
+from shop.orders.selectors import (
+    OrderPage,
+    order_for_link,
+    orders_for_customer,
+    orders_with_lines,
+)
 from shop.payments import demo_mode
 from shop.payments.webhooks import webhook_receive
 from shop.results import Kind
@@ -193,6 +198,19 @@ def _demo_checkout_page(
         {"order": order, "payable": order.status == OrderStatus.PENDING, "form": form},
         status=status,
     )
+
+
+@require_GET
+@never_cache
+def order_page(request: HttpRequest, reference: str) -> HttpResponse:
+    """An order as its emailed link shows it, on any device: lines, total, status, nothing else."""
+    order = order_for_link(reference=reference, token=request.GET.get("token", ""))
+    if order is None:
+        raise Http404("No such order.")
+    response = render(request, "shop/order.html", {"order": order})
+    # The link is the key to the page: search engines must not keep it.
+    response["X-Robots-Tag"] = "noindex"
+    return response
 
 
 @csrf_exempt
