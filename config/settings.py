@@ -252,6 +252,12 @@ SHOP_OWNER_EMAIL = os.environ.get("SHOP_OWNER_EMAIL", "").strip()
 # Links in emails are absolute: the address customers reach the shop at.
 SHOP_BASE_URL = (os.environ.get("SHOP_BASE_URL", "").strip() or "http://127.0.0.1:8000").rstrip("/")
 
+# A failed email is tried again after 1 minute, then twice as long each time up to an hour,
+# and marked failed (visible in the admin) once it has been failing this long.
+SHOP_EMAIL_RETRY_FIRST_SECONDS = 60.0
+SHOP_EMAIL_RETRY_MAX_SECONDS = 3600.0
+SHOP_EMAIL_RETRY_HOURS = float(os.environ.get("SHOP_EMAIL_RETRY_HOURS", "24"))
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

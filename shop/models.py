@@ -1,6 +1,7 @@
 """Every model of the shop, for Django: each lives with its domain."""
 
 from shop.catalogue.models import Product
+from shop.notifications.models import Notification, NotificationKind, NotificationStatus
 from shop.orders.limits import MAX_AMOUNT, MAX_QUANTITY, MIN_CHARGE
 from shop.orders.models import (
     Order,
@@ -15,6 +16,9 @@ __all__ = [
     "MAX_AMOUNT",
     "MAX_QUANTITY",
     "MIN_CHARGE",
+    "Notification",
+    "NotificationKind",
+    "NotificationStatus",
     "Order",
     "OrderLine",
     "OrderStatus",
