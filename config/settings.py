@@ -228,6 +228,12 @@ CHECKOUT_ORIGIN = (
 # A task is a row in our own database, written in the caller's transaction: a rolled-back
 # change enqueues nothing, a committed one is never forgotten. `manage.py db_worker` runs them.
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}}
+# A task still running after this long is taken to have lost its worker (killed, machine gone)
+# and is run again; every task of the shop is safe to run twice. Far above any task's own
+# time limit (an email gives up after EMAIL_TIMEOUT).
+SHOP_TASK_LOST_AFTER_SECONDS = float(os.environ.get("SHOP_TASK_LOST_AFTER_SECONDS", "300"))
+# How often each worker looks for lost tasks and queued emails without a task.
+SHOP_WORKER_HOUSEKEEPING_SECONDS = float(os.environ.get("SHOP_WORKER_HOUSEKEEPING_SECONDS", "30"))
 
 # --- Email ------------------------------------------------------------------------------------
 EMAIL_HOST = os.environ.get("EMAIL_HOST", "").strip()

@@ -17,6 +17,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from shop.background.engine import task_live_kwargs
 from shop.notifications.emails import notification_message
 from shop.notifications.models import Notification, NotificationKind, NotificationStatus
 from shop.orders.models import Order, OrderStatus
@@ -100,6 +101,36 @@ def notification_send(*, notification_id: int) -> str:
         notification.order.reference,
     )
     return "sent"
+
+
+def notifications_resume() -> list[int]:
+    """Give a task again to every queued email that has none waiting or running; their ids.
+
+    A queued email always has one (its task is written with it, and each failed attempt writes
+    the next before it ends), unless writing the next attempt itself failed: then this is what
+    keeps the email from never being sent. Run by every worker's housekeeping.
+    """
+    from shop.notifications.tasks import notification_send_task
+
+    live = {kwargs.get("notification_id") for kwargs in task_live_kwargs(notification_send_task)}
+    queued = Notification.objects.filter(status=NotificationStatus.QUEUED).values_list(
+        "pk", flat=True
+    )
+    resumed = []
+    for notification_id in [pk for pk in queued if pk not in live][:100]:
+        with transaction.atomic():
+            # Locked, then checked again: of two workers' housekeeping, one gives it a task.
+            still_queued = Notification.objects.select_for_update().filter(
+                pk=notification_id, status=NotificationStatus.QUEUED
+            )
+            if not list(still_queued.values_list("pk", flat=True)) or notification_id in {
+                kwargs.get("notification_id") for kwargs in task_live_kwargs(notification_send_task)
+            }:
+                continue
+            _enqueue_send(notification_id)
+        resumed.append(notification_id)
+        logger.warning("email %s had no task waiting: given a new one", notification_id)
+    return resumed
 
 
 def email_retry_delay(attempt: int) -> timedelta:
