@@ -232,8 +232,10 @@ TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["d
 # and is run again; every task of the shop is safe to run twice. Far above any task's own
 # time limit (an email gives up after EMAIL_TIMEOUT).
 SHOP_TASK_LOST_AFTER_SECONDS = float(os.environ.get("SHOP_TASK_LOST_AFTER_SECONDS", "300"))
-# How often each worker looks for lost tasks and queued emails without a task.
+# How often each worker looks for lost tasks, queued emails without a task and the schedule.
 SHOP_WORKER_HOUSEKEEPING_SECONDS = float(os.environ.get("SHOP_WORKER_HOUSEKEEPING_SECONDS", "30"))
+# reconcile_payments in the background every so many minutes; 0 = off (run it from cron).
+SHOP_RECONCILE_EVERY_MINUTES = float(os.environ.get("SHOP_RECONCILE_EVERY_MINUTES", "10"))
 
 # --- Email ------------------------------------------------------------------------------------
 EMAIL_HOST = os.environ.get("EMAIL_HOST", "").strip()

@@ -1,5 +1,6 @@
 """Every model of the shop, for Django: each lives with its domain."""
 
+from shop.background.models import Schedule
 from shop.catalogue.models import Product
 from shop.notifications.models import Notification, NotificationKind, NotificationStatus
 from shop.orders.limits import MAX_AMOUNT, MAX_QUANTITY, MIN_CHARGE
@@ -25,6 +26,7 @@ __all__ = [
     "OrderTransition",
     "Payment",
     "Product",
+    "Schedule",
     "WebhookDelivery",
     "WebhookEvent",
     "new_order_reference",

@@ -45,6 +45,7 @@ def test_a_worker_killed_mid_send_leaves_the_email_to_another_worker(paid_order,
         "EMAIL_USE_TLS": "false",
         "SHOP_TASK_LOST_AFTER_SECONDS": "3",
         "SHOP_WORKER_HOUSEKEEPING_SECONDS": "0.5",
+        "SHOP_RECONCILE_EVERY_MINUTES": "0",  # only the emails in play here
     }
     smtp.hold()  # the first worker to send is kept waiting at its recipient…
     with db_worker("worker-a", env, tmp_path) as worker_a:
@@ -90,7 +91,8 @@ def test_a_task_running_less_than_the_grace_period_is_left_alone(paid_order):
     assert tasks_recover_lost(lost_after=timedelta(minutes=5)) == []
 
 
-def test_a_queued_email_whose_task_vanished_gets_a_new_one(paid_order, smtp):
+def test_a_queued_email_whose_task_vanished_gets_a_new_one(paid_order, smtp, settings):
+    settings.SHOP_RECONCILE_EVERY_MINUTES = 0
     # As if writing the next attempt had failed after a failed send: no task left for it.
     DBTaskResult.objects.all().delete()
 
@@ -104,7 +106,8 @@ def test_a_queued_email_whose_task_vanished_gets_a_new_one(paid_order, smtp):
     assert DBTaskResult.objects.filter(status="READY").count() == 0
 
 
-def test_housekeeping_leaves_emails_with_a_waiting_task_alone(paid_order):
+def test_housekeeping_leaves_emails_with_a_waiting_task_alone(paid_order, settings):
+    settings.SHOP_RECONCILE_EVERY_MINUTES = 0
     housekeeping()
 
     assert DBTaskResult.objects.count() == 2

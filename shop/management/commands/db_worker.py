@@ -15,13 +15,19 @@ from django_tasks_db.management.commands import db_worker
 from shop.background.engine import tasks_recover_lost
 from shop.background.housekeeping import Job, housekeeping_run, housekeeping_start
 from shop.notifications.services import notifications_resume
+from shop.orders.tasks import payments_reconcile_schedule_ensure
 
 
 def recover_lost_tasks() -> list[str]:
     return tasks_recover_lost(lost_after=timedelta(seconds=settings.SHOP_TASK_LOST_AFTER_SECONDS))
 
 
-HOUSEKEEPING: list[Job] = [recover_lost_tasks, notifications_resume]
+# Lost tasks first: a scheduled run whose worker died goes on rather than being replaced.
+HOUSEKEEPING: list[Job] = [
+    recover_lost_tasks,
+    notifications_resume,
+    payments_reconcile_schedule_ensure,
+]
 
 
 def housekeeping() -> None:
@@ -31,7 +37,8 @@ def housekeeping() -> None:
 class Command(db_worker.Command):
     help = (
         "Run the shop's background tasks (django-tasks-db's worker) and its housekeeping: "
-        "tasks whose worker died are run again, queued emails without a task get one."
+        "tasks whose worker died are run again, queued emails without a task get one, "
+        "reconcile_payments keeps its schedule (SHOP_RECONCILE_EVERY_MINUTES)."
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
