@@ -187,6 +187,9 @@ RATELIMIT_ENABLE = env_bool("SHOP_RATELIMIT_ENABLE", True)
 RATELIMIT_VIEW = "shop.web.errorviews.rate_limited"
 CHECKOUT_RATE_PER_BROWSER = os.environ.get("CHECKOUT_RATE_PER_BROWSER", "10/m")
 CHECKOUT_RATE_PER_IP = os.environ.get("CHECKOUT_RATE_PER_IP", "30/m")
+# Find my orders sends an email each time: few per address, a few more per client address.
+FIND_ORDERS_RATE_PER_ADDRESS = os.environ.get("FIND_ORDERS_RATE_PER_ADDRESS", "5/h")
+FIND_ORDERS_RATE_PER_IP = os.environ.get("FIND_ORDERS_RATE_PER_IP", "20/h")
 # Behind a proxy every request comes from the proxy: name the META key that carries the
 # client's address (e.g. HTTP_X_REAL_IP), and only if the proxy always overwrites it.
 SHOP_CLIENT_IP_META_KEY = os.environ.get("SHOP_CLIENT_IP_META_KEY", "REMOTE_ADDR")

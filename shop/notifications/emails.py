@@ -9,7 +9,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 
 from shop.notifications.models import Notification
-from shop.orders.links import order_link_token
+from shop.orders.links import ORDERS_LINK_LIFETIME, order_link_token, orders_link_token
 from shop.orders.models import Order
 
 
@@ -43,10 +43,14 @@ def notification_message(notification: Notification) -> EmailMultiAlternatives:
     )
 
 
-def message_from_templates(
-    template: str, context: dict[str, Any], *, to: str
-) -> EmailMultiAlternatives:
-    return _message(template, context, to=to)
+def orders_link_message(email: str) -> EmailMultiAlternatives:
+    """Find my orders: a link that shows this address's orders in whichever browser opens it."""
+    query = urlencode({"token": orders_link_token(email=email)})
+    context = {
+        "link": absolute_url(reverse("shop:orders_find_open") + "?" + query),
+        "hours": int(ORDERS_LINK_LIFETIME.total_seconds() // 3600),
+    }
+    return _message("shop/emails/orders_link", context, to=email)
 
 
 def _message(

@@ -18,9 +18,10 @@ from django.db.models import F
 from django.utils import timezone
 
 from shop.background.engine import task_live_kwargs
-from shop.notifications.emails import notification_message
+from shop.notifications.emails import notification_message, orders_link_message
 from shop.notifications.models import Notification, NotificationKind, NotificationStatus
 from shop.orders.models import Order, OrderStatus
+from shop.orders.selectors import orders_paid_with_email
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ ON_ENTERING: dict[OrderStatus, tuple[NotificationKind, ...]] = {
     OrderStatus.REFUNDED: (NotificationKind.REFUND,),
 }
 TO_CUSTOMER = frozenset({NotificationKind.ORDER_CONFIRMATION, NotificationKind.REFUND})
+ORDERS_LINK_ATTEMPTS = 6
 
 
 def notifications_queue_for_status(*, order: Order, status: OrderStatus) -> list[Notification]:
@@ -131,6 +133,37 @@ def notifications_resume() -> list[int]:
         resumed.append(notification_id)
         logger.warning("email %s had no task waiting: given a new one", notification_id)
     return resumed
+
+
+def orders_link_send(*, email: str, attempt: int = 1) -> str:
+    """Find my orders: email a 24-hour link to this address's orders, if it has any.
+
+    Run by the worker, never in the request, so the answer to the request is the same whether
+    the address bought here or not. A failed send is tried again a few times (the link is of
+    use for a day only; the customer can also ask again).
+    """
+    if not orders_paid_with_email(email=email):
+        return "no orders for that address"
+    try:
+        orders_link_message(email).send()
+    except Exception:
+        if attempt < ORDERS_LINK_ATTEMPTS:
+            from shop.notifications.tasks import orders_link_send_task
+
+            orders_link_send_task.using(
+                run_after=timezone.now() + email_retry_delay(attempt)
+            ).enqueue(email=email, attempt=attempt + 1)
+        logger.warning("orders link: attempt %d failed", attempt)
+        raise
+    logger.info("orders link sent")
+    return "sent"
+
+
+def orders_link_request(*, email: str) -> None:
+    """Enqueue the Find my orders email; the request that asks for it sends nothing itself."""
+    from shop.notifications.tasks import orders_link_send_task
+
+    orders_link_send_task.enqueue(email=email)
 
 
 def email_retry_delay(attempt: int) -> timedelta:

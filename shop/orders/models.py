@@ -78,6 +78,9 @@ class Order(models.Model):
             # My Orders walks one browser's orders newest first. Not partial: SQLite's planner
             # would not match "status IN (...)" to it and would scan every paid order instead.
             models.Index(fields=["customer_key", "-id"], name="order_customer_history_idx"),
+            # My Orders of a browser that opened a Find my orders link also walks that
+            # address's orders, newest first.
+            models.Index(fields=["email", "-id"], name="order_email_history_idx"),
             models.Index(fields=["status", "created_at"], name="order_status_idx"),
             # Plain, not partial: SQLite only uses a partial index it can prove from the query.
             models.Index(fields=["payment_intent_id"], name="order_intent_idx"),

@@ -30,6 +30,7 @@ from django_ratelimit.decorators import ratelimit
 from shop.catalogue.models import Product
 from shop.catalogue.selectors import products_for_sale, products_for_storefront
 from shop.errors import ShopError
+from shop.notifications.services import orders_link_request
 from shop.orders.cart import cart_field_name, cart_parse
 from shop.orders.checkout import (
     cart_price,
@@ -37,7 +38,8 @@ from shop.orders.checkout import (
     checkout_pay_on_our_page,
     checkout_start,
 )
-from shop.orders.models import Order, OrderStatus
+from shop.orders.links import orders_link_email
+from shop.orders.models import Order, OrderStatus, email_normalized
 from shop.orders.selectors import (
     OrderPage,
     order_for_link,
@@ -47,7 +49,13 @@ from shop.orders.selectors import (
 from shop.payments import demo_mode
 from shop.payments.webhooks import webhook_receive
 from shop.results import Kind
-from shop.web.customer import customer_cookie_set, customer_key_new, customer_key_read
+from shop.web.customer import (
+    customer_cookie_set,
+    customer_email_link,
+    customer_emails_read,
+    customer_key_new,
+    customer_key_read,
+)
 from shop.web.forms import EmailForm
 from shop.web.http import client_ip
 
@@ -67,7 +75,10 @@ WEBHOOK_STATUS = {
 NOTICES = {
     "cancelled": "Checkout cancelled. Nothing was charged; your cart is below.",
     "unknown-session": "We could not find that checkout in this browser. Nothing was changed.",
+    "orders-found": "Orders bought with your email address are now listed under My Orders in "
+    "this browser.",
 }
+FIND_ORDERS_MAX_BYTES = 4 * 1024
 
 
 class HttpResponseSeeOther(HttpResponseRedirectBase):
@@ -213,6 +224,59 @@ def order_page(request: HttpRequest, reference: str) -> HttpResponse:
     return response
 
 
+def _posted_email(group: str, request: HttpRequest) -> str:
+    return email_normalized(request.POST.get("email", ""))[:254]
+
+
+@require_http_methods(["GET", "POST"])
+@limit_body(FIND_ORDERS_MAX_BYTES)
+@ratelimit(
+    group="find-orders-ip",
+    key="ip",
+    rate=lambda g, r: settings.FIND_ORDERS_RATE_PER_IP,
+    method="POST",
+    block=True,
+)
+@ratelimit(
+    group="find-orders-address",
+    key=_posted_email,
+    rate=lambda g, r: settings.FIND_ORDERS_RATE_PER_ADDRESS,
+    method="POST",
+    block=True,
+)
+def orders_find(request: HttpRequest) -> HttpResponse:
+    """Find my orders: ask for a link to an address's orders, sent to that address.
+
+    The answer is the same whether or not the address bought here (the email is sent, or not,
+    by the worker), so the page tells nobody who the shop's customers are.
+    """
+    if request.method == "POST":
+        form = EmailForm(request.POST)
+        if form.is_valid():
+            orders_link_request(email=email_normalized(form.cleaned_data["email"]))
+            return HttpResponseSeeOther(reverse("shop:orders_find_sent"))
+        return render(request, "shop/find_orders.html", {"form": form}, status=400)
+    return render(request, "shop/find_orders.html", {"form": EmailForm()})
+
+
+@require_GET
+def orders_find_sent(request: HttpRequest) -> HttpResponse:
+    return render(request, "shop/find_orders.html", {"sent": True})
+
+
+@require_GET
+@never_cache
+def orders_find_open(request: HttpRequest) -> HttpResponse:
+    """The emailed link: this browser shows that address's orders under My Orders from now on."""
+    email = orders_link_email(token=request.GET.get("token", ""))
+    if email is None:
+        context = {"form": EmailForm(), "link_error": True}
+        return render(request, "shop/find_orders.html", context, status=400)
+    response = HttpResponseSeeOther(reverse("shop:storefront") + "?notice=orders-found#my-orders")
+    customer_email_link(request, response, email)
+    return response
+
+
 @csrf_exempt
 @require_POST
 @limit_body(settings.STRIPE_WEBHOOK_MAX_BYTES)
@@ -253,7 +317,9 @@ def _storefront(
 ) -> HttpResponse:
     products = products_for_storefront()
     page = orders_for_customer(
-        customer_key=customer_key_read(request), before=request.GET.get("before")
+        customer_key=customer_key_read(request),
+        before=request.GET.get("before"),
+        emails=customer_emails_read(request),
     )
     my_orders = _my_orders_html(page, paged=bool(request.GET.get("before")))
     if error is None:
