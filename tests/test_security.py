@@ -24,6 +24,9 @@ PRODUCTION = {
     "DJANGO_DEBUG": "false",
     "DJANGO_SECRET_KEY": "k3y-" + "x7Yq9" * 12,
     "DJANGO_ALLOWED_HOSTS": "shop.example.com",
+    "EMAIL_HOST": "smtp.example.com",
+    "SHOP_BASE_URL": "https://shop.example.com",
+    "SHOP_OWNER_EMAIL": "owner@shop.example.com",
 }
 
 
@@ -66,6 +69,22 @@ def production_settings(**extra):
 def test_deploy_check_passes_with_production_settings():
     result = manage("check", "--deploy", "--fail-level", "WARNING", env=PRODUCTION)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("unset", "warning"),
+    [
+        ("EMAIL_HOST", "shop.W001"),
+        ("SHOP_BASE_URL", "shop.W002"),
+        ("SHOP_OWNER_EMAIL", "shop.W003"),
+    ],
+)
+def test_deploy_check_warns_about_emails_that_would_not_arrive(unset, warning):
+    env = {key: value for key, value in PRODUCTION.items() if key != unset}
+    result = manage("check", "--deploy", "--fail-level", "WARNING", env=env)
+
+    assert result.returncode != 0
+    assert warning in result.stdout + result.stderr
 
 
 def test_production_defaults_are_https_only():
