@@ -149,8 +149,8 @@ def test_an_invalid_address_is_asked_again_and_nothing_is_enqueued(db, email):
 @pytest.fixture
 def find_limits(settings):
     settings.RATELIMIT_ENABLE = True
-    settings.FIND_ORDERS_RATE_PER_ADDRESS = "2/m"
-    settings.FIND_ORDERS_RATE_PER_IP = "4/m"
+    settings.FIND_ORDERS_RATE_PER_ADDRESS = "2/h"
+    settings.FIND_ORDERS_RATE_PER_IP = "4/h"  # hourly windows: a test seldom straddles one
 
 
 def test_asking_too_often_for_one_address_answers_429(db, find_limits):
