@@ -16,7 +16,7 @@ from shop.orders.tasks import (
     payments_reconcile_scheduled,
 )
 from tests.conftest import buy, last_order, run_tasks
-from tests.workers import db_worker
+from tests.workers import db_worker, wait_until
 
 pytestmark = pytest.mark.django_db
 TICK = payments_reconcile_scheduled.module_path
@@ -118,18 +118,19 @@ def test_two_workers_keep_one_chain(tmp_path):
     }
     most_waiting = 0
     with db_worker("worker-a", env, tmp_path), db_worker("worker-b", env, tmp_path):
-        started = time.monotonic()
-        while time.monotonic() - started < 9:
+        # Workers take a while to start on a busy machine: watch from the first run on.
+        wait_until(lambda: ticks(status="SUCCESSFUL").exists(), timeout=120)
+        watch_until = time.monotonic() + 7 * every
+        while time.monotonic() < watch_until:
             most_waiting = max(most_waiting, ticks(status="READY").count())
             time.sleep(0.05)
-        elapsed = time.monotonic() - started
 
     runs = list(
         ticks(status="SUCCESSFUL").exclude(return_value={"skipped": True}).order_by("started_at")
     )
     assert most_waiting == 1  # never two next runs: one chain
     assert ticks(return_value={"skipped": True}).count() == 0
-    assert 4 <= len(runs) <= elapsed / every + 2
+    assert len(runs) >= 4
     gaps = [(b.started_at - a.started_at).total_seconds() for a, b in zip(runs, runs[1:])]
     assert min(gaps) >= every * 0.95, gaps  # no two runs close together, whichever worker
     print("runs by", [r.worker_ids for r in runs])

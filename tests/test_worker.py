@@ -3,7 +3,6 @@ and every email alive."""
 
 import os
 import signal
-import time
 from datetime import timedelta
 
 import pytest
@@ -15,18 +14,10 @@ from shop.background.engine import tasks_recover_lost
 from shop.management.commands.db_worker import housekeeping
 from shop.notifications.models import Notification, NotificationStatus
 from tests.conftest import buy, last_order, pay, run_tasks
-from tests.workers import db_worker, worker_log
+from tests.workers import db_worker, wait_until, worker_log
 
 pytestmark = pytest.mark.django_db(transaction=True)
 CUSTOMER, OWNER = "customer@example.com", "owner@example.com"
-
-
-def wait_until(condition, timeout=60, step=0.1):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met in time")
-        time.sleep(step)
 
 
 @pytest.fixture
@@ -49,7 +40,7 @@ def test_a_worker_killed_mid_send_leaves_the_email_to_another_worker(paid_order,
     }
     smtp.hold()  # the first worker to send is kept waiting at its recipient…
     with db_worker("worker-a", env, tmp_path) as worker_a:
-        smtp.wait_until_held()
+        smtp.wait_until_held(timeout=120)  # a busy machine starts a worker slowly
         (running,) = DBTaskResult.objects.filter(status="RUNNING")
         assert running.worker_ids == ["worker-a"]
         os.kill(worker_a.pid, signal.SIGKILL)  # …and killed there, mid-task
@@ -61,7 +52,8 @@ def test_a_worker_killed_mid_send_leaves_the_email_to_another_worker(paid_order,
 
     with db_worker("worker-b", env, tmp_path):
         wait_until(
-            lambda: not Notification.objects.filter(status=NotificationStatus.QUEUED).exists()
+            lambda: not Notification.objects.filter(status=NotificationStatus.QUEUED).exists(),
+            timeout=120,
         )
 
     assert sorted(m.recipients for m in smtp.received) == [(CUSTOMER,), (OWNER,)]

@@ -3,7 +3,7 @@
 A change of an order (paid, refunded, flagged) records each message it owes in its own
 transaction, together with the task that sends it: a rolled-back change owes nothing, a committed
 one is never forgotten. The task sends and then marks the record sent; a worker that dies
-between the mail server's acceptance and that mark makes the message go twice, nothing makes it
+between the mail server's acceptance and that mark makes the message go twice, no crash makes it
 go zero times. A failed send is tried again with growing pauses for a day, then marked failed
 for the owner to see in the admin.
 """
