@@ -1,11 +1,13 @@
 """Emails after the payment: recorded with the change, sent by the worker over real SMTP, once."""
 
+import io
 import re
 import time
 from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import User
+from django.core.management import call_command
 from django.db import transaction
 from django.test import Client
 from django.utils import timezone
@@ -80,6 +82,18 @@ def test_a_paid_order_tells_the_customer_and_the_owner_once(client, fake_stripe,
     run_tasks()
     assert len(smtp.received) == 2
     assert Notification.objects.count() == 2
+
+
+def test_an_event_replayed_by_an_operator_sends_nothing_more(client, fake_stripe, order, smtp):
+    fake_stripe.complete(order.checkout_session_id)
+    event = fake_stripe.session_event("checkout.session.completed", order.checkout_session_id)
+    post_event(client, fake_stripe, event)
+    run_tasks()
+
+    call_command("replay_webhook_events", event["id"], stdout=io.StringIO())
+    run_tasks()
+
+    assert len(smtp.received) == 2 and Notification.objects.count() == 2
 
 
 def test_the_confirmation_lists_the_lines_and_its_link_opens_the_order(

@@ -2,6 +2,7 @@
 commits, threads and two app-server processes on one database."""
 
 import json
+import time
 
 import pytest
 import requests
@@ -9,7 +10,7 @@ from django.db import connections, transaction
 from django.test import Client
 from django_tasks_db.models import DBTaskResult
 
-from shop.notifications.models import Notification
+from shop.notifications.models import Notification, NotificationStatus
 from shop.orders.models import OrderStatus
 from shop.orders.reconcile import payments_reconcile
 from shop.orders.services import order_transition
@@ -103,3 +104,24 @@ def test_a_rolled_back_payment_enqueues_and_sends_nothing(order, smtp):
     assert smtp.received == []
     order.refresh_from_db()
     assert order.status == OrderStatus.PENDING
+
+
+def test_smtp_refusing_for_a_while_delivers_once_after_it_comes_back(
+    order, fake_stripe, smtp, settings
+):
+    settings.SHOP_EMAIL_RETRY_FIRST_SECONDS = settings.SHOP_EMAIL_RETRY_MAX_SECONDS = 0.3
+    smtp.refuse()
+    event = fake_stripe.session_event("checkout.session.completed", order.checkout_session_id)
+    assert signed_post(Client(), fake_stripe, event).status_code == 200
+
+    deadline = time.monotonic() + 60
+    while Notification.objects.filter(status=NotificationStatus.QUEUED).exists():
+        assert time.monotonic() < deadline
+        if smtp.attempts >= 6:  # three refused attempts each, then the server is back
+            smtp.refuse(False)
+        run_tasks()
+        time.sleep(0.1)
+
+    assert_one_of_each(smtp, order)
+    assert all(n.attempts >= 3 for n in Notification.objects.all())
+    assert DBTaskResult.objects.filter(status="FAILED").count() >= 4  # each refusal recorded
