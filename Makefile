@@ -26,9 +26,11 @@ node_modules/.package-lock.json: package.json package-lock.json
 
 install: $(BIN)/.installed ## Create .venv from pyproject.toml (all `make run` needs: Python and make)
 
-run: install ## Serve the shop on http://127.0.0.1:$(PORT) (SQLite; demo payments unless STRIPE_SECRET_KEY is set)
+run: install ## Serve the shop on http://127.0.0.1:$(PORT) with its worker (SQLite; demo payments unless STRIPE_SECRET_KEY is set)
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-true} $(BIN)/python manage.py migrate --noinput
-	DJANGO_DEBUG=$${DJANGO_DEBUG:-true} $(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
+	DJANGO_DEBUG=$${DJANGO_DEBUG:-true} SHOP_BASE_URL=$${SHOP_BASE_URL:-http://127.0.0.1:$(PORT)} \
+		SHOP_PORT=$(PORT) PYTHONUNBUFFERED=1 PATH="$(CURDIR)/$(BIN):$$PATH" \
+		$(BIN)/honcho start --procfile Procfile
 
 test-deps: ## Install the system packages the suite needs (apt-get, as root), or say how
 	@scripts/system-packages $(TEST_PACKAGES)

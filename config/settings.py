@@ -61,7 +61,10 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "axes",
+    # Before django_tasks_db: the shop's `db_worker` (the library's, plus housekeeping) wins.
     "shop",
+    "django_tasks",
+    "django_tasks_db",
 ]
 
 MIDDLEWARE = [
@@ -198,6 +201,9 @@ CHECKOUT_RATE_PER_IP = os.environ.get("CHECKOUT_RATE_PER_IP", "30/m")
 # The success page may ask Stripe about a pending order: bounded like checkout.
 SUCCESS_RATE_PER_BROWSER = os.environ.get("SUCCESS_RATE_PER_BROWSER", "30/m")
 SUCCESS_RATE_PER_IP = os.environ.get("SUCCESS_RATE_PER_IP", "60/m")
+# Find my orders sends an email each time: few per address, a few more per client address.
+FIND_ORDERS_RATE_PER_ADDRESS = os.environ.get("FIND_ORDERS_RATE_PER_ADDRESS", "5/h")
+FIND_ORDERS_RATE_PER_IP = os.environ.get("FIND_ORDERS_RATE_PER_IP", "20/h")
 # Behind a proxy every request comes from the proxy: name the META key that carries the
 # client's address (e.g. HTTP_X_REAL_IP), and only if the proxy always overwrites it.
 SHOP_CLIENT_IP_META_KEY = os.environ.get("SHOP_CLIENT_IP_META_KEY", "REMOTE_ADDR")
@@ -255,6 +261,48 @@ CHECKOUT_ORIGIN = (
     else "https://checkout.stripe.com"
 )
 
+# --- Background tasks (django-tasks with its database backend) -------------------------------
+# A task is a row in our own database, written in the caller's transaction: a rolled-back
+# change enqueues nothing, a committed one is never forgotten. `manage.py db_worker` runs them.
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}}
+# A task still running after this long is taken to have lost its worker (killed, machine gone)
+# and is run again; every task of the shop is safe to run twice. Far above any task's own
+# time limit (an email gives up after EMAIL_TIMEOUT).
+SHOP_TASK_LOST_AFTER_SECONDS = float(os.environ.get("SHOP_TASK_LOST_AFTER_SECONDS", "300"))
+# How often each worker looks for lost tasks, queued emails without a task and the schedule.
+SHOP_WORKER_HOUSEKEEPING_SECONDS = float(os.environ.get("SHOP_WORKER_HOUSEKEEPING_SECONDS", "30"))
+# reconcile_payments in the background every so many minutes; 0 = off (run it from cron).
+SHOP_RECONCILE_EVERY_MINUTES = float(os.environ.get("SHOP_RECONCILE_EVERY_MINUTES", "10"))
+
+# --- Email ------------------------------------------------------------------------------------
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "").strip()
+if EMAIL_HOST:
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_PORT = int(os.environ.get("EMAIL_PORT") or "587")
+    EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+    EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+    # STARTTLS unless switched off: a password never crosses the network in clear.
+    EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
+else:
+    # Development: messages are printed by the worker.
+    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+# A send never holds a worker for long; a failed one is retried later.
+EMAIL_TIMEOUT = 20
+DEFAULT_FROM_EMAIL = (
+    os.environ.get("DEFAULT_FROM_EMAIL", "").strip() or "Corner Shop <shop@localhost>"
+)
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# Who hears about new orders and orders needing review; empty = nobody.
+SHOP_OWNER_EMAIL = os.environ.get("SHOP_OWNER_EMAIL", "").strip()
+# Links in emails are absolute: the address customers reach the shop at.
+SHOP_BASE_URL = (os.environ.get("SHOP_BASE_URL", "").strip() or "http://127.0.0.1:8000").rstrip("/")
+
+# A failed email is tried again after 1 minute, then twice as long each time up to an hour,
+# and marked failed (visible in the admin) once it has been failing this long.
+SHOP_EMAIL_RETRY_FIRST_SECONDS = 60.0
+SHOP_EMAIL_RETRY_MAX_SECONDS = 3600.0
+SHOP_EMAIL_RETRY_HOURS = float(os.environ.get("SHOP_EMAIL_RETRY_HOURS", "24"))
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -268,6 +316,8 @@ LOGGING = {
             "propagate": False,
         },
         "stripe": {"level": "WARNING"},
+        "django_tasks": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "django_tasks_db": {"handlers": ["console"], "level": "INFO", "propagate": False},
     },
 }
 CSRF_FAILURE_VIEW = "shop.web.errorviews.csrf_failure"

@@ -35,3 +35,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # Rate limits are tested on purpose (tests/test_security.py); elsewhere they would only interfere.
 RATELIMIT_ENABLE = False
 AXES_ENABLED = False
+
+# Emails: the owner is told, and links point at the test client's host.
+SHOP_OWNER_EMAIL = "owner@example.com"
+SHOP_BASE_URL = "http://testserver"

@@ -3,6 +3,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from shop.catalogue.models import Product
+from shop.notifications.models import Notification
+from shop.notifications.services import notification_resend
 from shop.orders.models import Order, OrderLine, OrderTransition
 from shop.payments.models import WebhookDelivery, WebhookEvent
 from shop.payments.webhooks import webhook_event_replay
@@ -35,6 +37,23 @@ class OrderTransitionInline(ReadOnlyInline):
     fields = readonly_fields = ("created_at", "from_status", "to_status", "cause", "event_id")
 
 
+class NotificationInline(ReadOnlyInline):
+    model = Notification
+    fields = readonly_fields = (
+        "kind",
+        "recipient",
+        "status",
+        "attempts",
+        "last_error",
+        "created_at",
+        "sent_at",
+        "resend",
+    )
+    verbose_name_plural = "emails"
+    # Its own page has the Resend action.
+    show_change_link = True
+
+
 @admin.register(Order)
 class OrderAdmin(admin.ModelAdmin):
     list_display = [
@@ -47,9 +66,9 @@ class OrderAdmin(admin.ModelAdmin):
         "paid_at",
     ]
     list_filter = ["status", "needs_review", "created_at"]
-    search_fields = ["reference", "checkout_session_id", "payment_intent_id"]
+    search_fields = ["reference", "checkout_session_id", "payment_intent_id", "email"]
     date_hierarchy = "created_at"
-    inlines = [OrderLineInline, OrderTransitionInline]
+    inlines = [OrderLineInline, OrderTransitionInline, NotificationInline]
     # Money and Stripe facts only change through the payment code, never by hand.
     readonly_fields = [
         "reference",
@@ -63,11 +82,49 @@ class OrderAdmin(admin.ModelAdmin):
         "checkout_expires_at",
         "released_at",
         "payment_intent_id",
+        "email",
         "created_at",
         "updated_at",
         "paid_at",
     ]
     fields = [*readonly_fields[:3], "needs_review", "review_reason", *readonly_fields[3:]]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(Notification)
+class NotificationAdmin(admin.ModelAdmin):
+    list_display = ["order", "kind", "recipient", "status", "attempts", "created_at", "sent_at"]
+    list_filter = ["status", "kind", "resend", "created_at"]
+    search_fields = ["order__reference", "recipient"]
+    list_select_related = ["order"]
+    readonly_fields = [
+        "order",
+        "kind",
+        "recipient",
+        "status",
+        "resend",
+        "attempts",
+        "last_error",
+        "created_at",
+        "sent_at",
+    ]
+    actions = ["resend_copy"]
+
+    @admin.action(description="Resend: send a new copy of the selected emails")
+    def resend_copy(self, request: HttpRequest, queryset: QuerySet[Notification]) -> None:
+        for notification in queryset:
+            copy = notification_resend(notification=notification)
+            self.message_user(
+                request,
+                f"{notification.get_kind_display()} for order {notification.order}: "
+                f"a new copy to {copy.recipient} is on its way.",
+                messages.SUCCESS,
+            )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -1,6 +1,8 @@
 """Every model of the shop, for Django: each lives with its domain."""
 
+from shop.background.models import Schedule
 from shop.catalogue.models import Product
+from shop.notifications.models import Notification, NotificationKind, NotificationStatus
 from shop.orders.limits import MAX_AMOUNT, MAX_QUANTITY, MIN_CHARGE
 from shop.orders.models import (
     Order,
@@ -17,6 +19,9 @@ __all__ = [
     "MAX_QUANTITY",
     "MIN_CHARGE",
     "Dispute",
+    "Notification",
+    "NotificationKind",
+    "NotificationStatus",
     "Order",
     "OrderLine",
     "OrderStatus",
@@ -24,6 +29,7 @@ __all__ = [
     "Payment",
     "Product",
     "Refund",
+    "Schedule",
     "WebhookDelivery",
     "WebhookEvent",
     "new_order_reference",

@@ -8,6 +8,7 @@ import stripe
 from django.test import Client
 
 from devtools.fakestripe import FakeStripe
+from devtools.smtp import SMTPSink
 from shop.catalogue.models import Product
 from shop.orders.models import Order
 from shop.payments import stripe_gateway
@@ -53,6 +54,48 @@ def fake_stripe(
     monkeypatch.setattr(stripe.HTTPClient, "INITIAL_DELAY", 0.01)
     monkeypatch.setattr(stripe_gateway, "RATE_LIMIT_BACKOFF_SECONDS", 0.01)
     return fake_stripe_server
+
+
+@pytest.fixture(scope="session")
+def smtp_server() -> Iterator[SMTPSink]:
+    with SMTPSink() as server:
+        yield server
+
+
+@pytest.fixture
+def smtp(smtp_server: SMTPSink, settings: Any) -> SMTPSink:
+    """Email goes over real SMTP to a server in the suite; read what it received."""
+    smtp_server.reset()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST = smtp_server.host
+    settings.EMAIL_PORT = smtp_server.port
+    settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
+    settings.EMAIL_USE_TLS = False
+    settings.EMAIL_TIMEOUT = 5
+    return smtp_server
+
+
+def run_tasks(worker_id: str = "test-worker") -> int:
+    """Run every task that is due with the real database worker, in this process; how many ran."""
+    from unittest import mock
+
+    from django_tasks_db.management.commands import db_worker
+
+    worker = db_worker.Worker(
+        queue_names=["default"],
+        interval=0,
+        batch=True,
+        backend_name="default",
+        startup_delay=False,
+        max_tasks=None,
+        worker_id=worker_id,
+        excluded_queue_names=[],
+    )
+    # As Django's test client does for requests: the test's transaction holds the connection,
+    # so the worker must not close it between tasks.
+    with mock.patch.object(db_worker, "close_old_connections", lambda: None):
+        worker.run()
+    return worker._run_tasks
 
 
 @pytest.fixture

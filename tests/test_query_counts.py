@@ -55,7 +55,9 @@ def test_webhook_queries(client, products, fake_stripe, big_history, django_asse
     # Applied already? The delivery; then in one transaction (a savepoint pair here): the event
     # row, locked; the order; the payment's row, upserted and locked (where its refunds meet
     # it); the order's update and transition; the event's and the delivery's outcome.
-    with django_assert_num_queries(13):
+    # Becoming paid adds 3: the two emails it owes (customer, owner) in one insert and their two
+    # tasks, written in the same transaction so a rolled-back payment owes nothing.
+    with django_assert_num_queries(16):
         assert post_event(client, fake_stripe, event).status_code == 200
     with django_assert_num_queries(2):  # the duplicate: applied already? Then its delivery.
         assert post_event(client, fake_stripe, event).status_code == 200
@@ -69,9 +71,9 @@ def test_success_page_queries(
     fake_stripe.complete(order.checkout_session_id)
 
     # This browser's order; then the shared fulfilment (the order by its reference, the
-    # payment's row upserted and locked, the compare-and-set, its transition); the order and
-    # its lines for the page.
-    with django_assert_num_queries(8):
+    # payment's row upserted and locked, the compare-and-set, its transition, and the emails
+    # it owes: one insert of the records, one per task); the order and its lines for the page.
+    with django_assert_num_queries(11):
         client.get(f"/checkout/success/?session_id={order.checkout_session_id}")
 
 
@@ -83,10 +85,15 @@ def test_demo_checkout_queries(client, products, demo, django_assert_num_queries
     with django_assert_num_queries(2):  # the order, its lines
         assert client.get(response["Location"]).status_code == 200
     # The order; the demo provider's own read of it; the shared fulfilment (the order by its
-    # reference, the payment's row upserted and locked, the compare-and-set, its transition);
-    # the order again for the page.
-    with django_assert_num_queries(8):
-        assert client.post(response["Location"], {"action": "pay"}).status_code == 303
+    # reference, the payment's row upserted and locked, the compare-and-set, its transition,
+    # the emails it owes: their records in one insert, one insert per task); the order again.
+    with django_assert_num_queries(11):
+        assert (
+            client.post(
+                response["Location"], {"action": "pay", "email": "jo@example.com"}
+            ).status_code
+            == 303
+        )
 
 
 def test_healthz_queries(client, db, django_assert_num_queries):

@@ -31,6 +31,9 @@ PRODUCTION = {
     "STRIPE_SECRET_KEY": "sk_test_deploy_check",
     "STRIPE_WEBHOOK_SECRET": "whsec_deploy_check",
     "REDIS_URL": "redis://127.0.0.1:6399/0",
+    "EMAIL_HOST": "smtp.example.com",
+    "SHOP_BASE_URL": "https://shop.example.com",
+    "SHOP_OWNER_EMAIL": "owner@shop.example.com",
 }
 
 
@@ -119,6 +122,22 @@ def test_deploy_check_fails_without_a_webhook_secret():
 def test_development_runs_demo_payments_with_no_setup():
     result = manage("check", env={"DJANGO_DEBUG": "true"})
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("unset", "warning"),
+    [
+        ("EMAIL_HOST", "shop.W003"),
+        ("SHOP_BASE_URL", "shop.W004"),
+        ("SHOP_OWNER_EMAIL", "shop.W005"),
+    ],
+)
+def test_deploy_check_warns_about_emails_that_would_not_arrive(unset, warning):
+    env = {key: value for key, value in PRODUCTION.items() if key != unset}
+    result = manage("check", "--deploy", "--fail-level", "WARNING", env=env)
+
+    assert result.returncode != 0
+    assert warning in result.stdout + result.stderr
 
 
 def test_production_defaults_are_https_only():

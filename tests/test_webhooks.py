@@ -43,6 +43,20 @@ def test_completed_event_marks_order_paid(client, fake_stripe, order):
     assert transition.cause == "checkout.session.completed"
 
 
+def test_paid_order_keeps_the_address_stripe_collected(client, fake_stripe, order):
+    fake_stripe.complete(order.checkout_session_id)
+    fake_stripe.set_session_fields(
+        order.checkout_session_id,
+        customer_details={"email": " Jenny.Rosen@Example.COM ", "name": "Jenny Rosen"},
+    )
+    event = fake_stripe.session_event("checkout.session.completed", order.checkout_session_id)
+
+    assert post_event(client, fake_stripe, event).status_code == 200
+
+    order.refresh_from_db()
+    assert (order.status, order.email) == (OrderStatus.PAID, "jenny.rosen@example.com")
+
+
 def test_same_event_five_times_marks_order_paid_once(client, fake_stripe, order):
     event = completed_event(fake_stripe, order)
 

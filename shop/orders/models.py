@@ -12,6 +12,11 @@ def new_order_reference() -> str:
     return "ord_" + secrets.token_hex(12)
 
 
+def email_normalized(email: str | None) -> str:
+    """An address as the shop stores and compares it: lower case, no surrounding space."""
+    return (email or "").strip().lower()
+
+
 class OrderStatus(models.TextChoices):
     PENDING = "pending", "Pending"
     PAID = "paid", "Paid"
@@ -47,6 +52,9 @@ class Order(models.Model):
     amount_refunded = models.PositiveIntegerField(default=0, help_text="In cents.")
     # A chargeback was opened on its payment (a flag beside the status, not a payment state).
     disputed = models.BooleanField(default=False)
+    # The customer's address as the payment provider collected it (email_normalized), stored
+    # when the order becomes paid: where confirmations go.
+    email = models.EmailField(blank=True)
     needs_review = models.BooleanField(default=False)
     review_reason = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
@@ -95,6 +103,9 @@ class Order(models.Model):
                 name="order_customer_pending_idx",
                 condition=Q(status="pending"),
             ),
+            # My Orders of a browser that opened a Find my orders link also walks that
+            # address's orders, newest first.
+            models.Index(fields=["email", "-id"], name="order_email_history_idx"),
             models.Index(fields=["status", "created_at"], name="order_status_idx"),
             # The owner's overview: paid orders by day.
             models.Index(

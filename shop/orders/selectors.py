@@ -1,10 +1,12 @@
 """Reading orders for the pages that show them."""
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Prefetch, Q, QuerySet
 
+from shop.orders.links import order_link_valid
 from shop.orders.models import Order, OrderLine
 
 ORDERS_PER_PAGE = 10
@@ -23,17 +25,20 @@ class OrderPage:
     paged: bool
 
 
-def orders_for_customer(*, customer_key: str | None, before: str | None = None) -> OrderPage:
+def orders_for_customer(
+    *, customer_key: str | None, before: str | None = None, emails: Sequence[str] = ()
+) -> OrderPage:
     """A page of this browser's paid and refunded orders, newest first.
 
     Keyset paging on the primary key (ids grow with creation time) through an index that
     matches the query, so a page costs the same whether the browser's history holds ten orders
-    or ten thousand, and whatever other browsers bought since.
+    or ten thousand, and whatever other browsers bought since. `emails`: addresses this browser
+    has proven it reads (Find my orders); their orders are this browser's too.
     """
     paged = bool(before)
-    if not customer_key:
+    if not customer_key and not emails:
         return OrderPage(_page_key([], None, paged), Order.objects.none(), None, paged)
-    history = order_history(customer_key=customer_key)
+    history = order_history(customer_key=customer_key, emails=emails)
     if before and before.isascii() and before.isdigit() and len(before) < 19:
         history = history.filter(pk__lt=int(before))
     shown = list(history.values_list("id", "reference", "status")[: ORDERS_PER_PAGE + 1])
@@ -49,7 +54,7 @@ def orders_for_customer(*, customer_key: str | None, before: str | None = None) 
     )
 
 
-def order_history(*, customer_key: str) -> QuerySet[Order]:
+def order_history(*, customer_key: str | None, emails: Sequence[str] = ()) -> QuerySet[Order]:
     """A browser's paid and refunded orders, newest first: the query `order_history_idx` is for.
 
     `paid_at IS NOT NULL` rather than `status IN (paid, refunded)` (the same orders, a database
@@ -57,7 +62,20 @@ def order_history(*, customer_key: str) -> QuerySet[Order]:
     PostgreSQL's planner then cannot mistake the browser's key and status for independent and
     walk the primary key past every newer order of every other browser.
     """
-    return Order.objects.filter(customer_key=customer_key, paid_at__isnull=False).order_by("-id")
+    return Order.objects.filter(_whose(customer_key, emails), paid_at__isnull=False).order_by("-id")
+
+
+def _whose(customer_key: str | None, emails: Sequence[str]) -> Q:
+    # Without linked addresses (nearly every browser) exactly the query it always was.
+    if not emails:
+        return Q(customer_key=customer_key)
+    linked = Q(email__in=list(emails))
+    return Q(customer_key=customer_key) | linked if customer_key else linked
+
+
+def orders_paid_with_email(*, email: str) -> bool:
+    """Whether any paid (or since refunded) order was bought with this address."""
+    return Order.objects.filter(email=email, paid_at__isnull=False).exists()
 
 
 def _page_key(shown: list[tuple[int, str, str]], next_cursor: str | None, paged: bool) -> str:
@@ -87,6 +105,26 @@ def order_for_browser_session(*, customer_key: str, session_id: str) -> Order | 
     """This browser's order paid through `session_id`, with its lines; None for anyone else's."""
     return (
         Order.objects.filter(checkout_session_id=session_id, customer_key=customer_key)
+        .prefetch_related("lines")
+        .first()
+    )
+
+
+def order_for_link(*, reference: str, token: str) -> Order | None:
+    """The order an order link shows, with its lines; None for a link that is not genuine."""
+    if not order_link_valid(reference=reference, token=token):
+        return None
+    return (
+        Order.objects.filter(reference=reference)
+        .only(
+            "reference",
+            "status",
+            "amount_total",
+            "amount_refunded",
+            "currency",
+            "created_at",
+            "paid_at",
+        )
         .prefetch_related("lines")
         .first()
     )

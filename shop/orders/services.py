@@ -12,7 +12,11 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from shop.orders.models import Order, OrderStatus, OrderTransition
+from shop.notifications.services import (
+    notifications_queue_for_review,
+    notifications_queue_for_status,
+)
+from shop.orders.models import Order, OrderStatus, OrderTransition, email_normalized
 from shop.payments.models import Payment
 from shop.payments.types import CheckoutSession, RefundedCharge
 from shop.results import Kind, Outcome
@@ -36,8 +40,8 @@ def order_transition(
     now = timezone.now()
     if to == OrderStatus.PAID:
         fields.setdefault("paid_at", now)
-    # No savepoint of its own: inside a caller's transaction the two writes still stand or fall
-    # together with it.
+    # No savepoint of its own: inside a caller's transaction the writes still stand or fall
+    # together with it, and so do the emails the change owes (a rolled-back change sends none).
     with transaction.atomic(savepoint=False):
         moved = Order.objects.filter(pk=order.pk, status=source).update(
             status=to, updated_at=now, **fields
@@ -51,10 +55,11 @@ def order_transition(
                 event_id=event_id,
                 created_at=now,
             )
+            order.status = to
+            for name, value in fields.items():
+                setattr(order, name, value)
+            notifications_queue_for_status(order=order, status=to)
     if moved:
-        order.status = to
-        for name, value in fields.items():
-            setattr(order, name, value)
         logger.info(
             "order %s %s -> %s (%s%s)",
             order.reference,
@@ -67,10 +72,12 @@ def order_transition(
 
 
 def order_flag_for_review(*, order: Order, reason: str) -> None:
-    Order.objects.filter(pk=order.pk).update(
-        needs_review=True, review_reason=reason, updated_at=timezone.now()
-    )
-    order.needs_review, order.review_reason = True, reason
+    with transaction.atomic(savepoint=False):
+        Order.objects.filter(pk=order.pk).update(
+            needs_review=True, review_reason=reason, updated_at=timezone.now()
+        )
+        order.needs_review, order.review_reason = True, reason
+        notifications_queue_for_review(order=order)
     logger.error("order %s needs review: %s", order.reference, reason)
 
 
@@ -135,6 +142,7 @@ def _apply_paid(order: Order, session: CheckoutSession, cause: str, event_id: st
         event_id=event_id,
         checkout_session_id=session.id,
         payment_intent_id=session.payment_intent_id or "",
+        email=email_normalized(session.customer_email),
     )
     if moved:
         if payment is not None and payment.amount_refunded:

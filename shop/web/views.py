@@ -16,14 +16,23 @@ from django_ratelimit.decorators import ratelimit
 
 from shop.catalogue.selectors import catalogue_for_storefront, products_for_sale
 from shop.errors import ShopError
+from shop.notifications.services import orders_link_request
 from shop.orders.cart import cart_field_name, cart_parse, cart_price
 from shop.orders.checkout import checkout_confirm, checkout_pay_on_our_page, checkout_start
-from shop.orders.models import OrderStatus
-from shop.orders.selectors import order_for_browser_session, orders_for_customer
+from shop.orders.links import orders_link_email
+from shop.orders.models import OrderStatus, email_normalized
+from shop.orders.selectors import order_for_browser_session, order_for_link, orders_for_customer
 from shop.payments import demo_mode
 from shop.payments.webhooks import webhook_receive
 from shop.results import Kind
-from shop.web.customer import customer_cookie_set, customer_key_new, customer_key_read
+from shop.web.customer import (
+    customer_cookie_set,
+    customer_email_link,
+    customer_emails_read,
+    customer_key_new,
+    customer_key_read,
+)
+from shop.web.forms import EmailForm
 from shop.web.http import (
     HttpResponseSeeOther,
     client_ip,
@@ -47,7 +56,10 @@ WEBHOOK_STATUS = {
 NOTICES = {
     "cancelled": "Checkout cancelled. Nothing was charged; your cart is below.",
     "unknown-session": "We could not find that checkout in this browser. Nothing was changed.",
+    "orders-found": "Orders bought with your email address are now listed under My Orders in "
+    "this browser.",
 }
+FIND_ORDERS_MAX_BYTES = 4 * 1024
 
 
 @require_GET
@@ -119,11 +131,15 @@ def demo_checkout(request: HttpRequest, session_id: str) -> HttpResponse:
         raise Http404("No such checkout.")
     if request.method == "POST":
         if request.POST.get("action") == "pay":
+            form = EmailForm(request.POST)
+            if not form.is_valid():
+                # As Stripe's page would: nothing happens until the address is a real one.
+                return _demo_checkout_page(request, customer_key, session_id, form, status=400)
             try:
                 checkout_pay_on_our_page(
                     customer_key=customer_key,
                     session_id=session_id,
-                    email=request.POST.get("email", ""),
+                    email=form.cleaned_data["email"],
                 )
             except ShopError as exc:
                 if exc.status == 404:
@@ -132,14 +148,87 @@ def demo_checkout(request: HttpRequest, session_id: str) -> HttpResponse:
                 reverse("shop:checkout_success") + "?session_id=" + session_id
             )
         return HttpResponseSeeOther(reverse("shop:storefront") + "?notice=cancelled")
+    return _demo_checkout_page(request, customer_key, session_id, EmailForm())
+
+
+def _demo_checkout_page(
+    request: HttpRequest, customer_key: str, session_id: str, form: EmailForm, status: int = 200
+) -> HttpResponse:
     order = order_for_browser_session(customer_key=customer_key, session_id=session_id)
     if order is None:
         raise Http404("No such checkout.")
     return render(
         request,
         "shop/demo_checkout.html",
-        {"order": order, "payable": order.status == OrderStatus.PENDING},
+        {"order": order, "payable": order.status == OrderStatus.PENDING, "form": form},
+        status=status,
     )
+
+
+@require_GET
+@never_cache
+def order_page(request: HttpRequest, reference: str) -> HttpResponse:
+    """An order as its emailed link shows it, on any device: lines, total, status, nothing else."""
+    order = order_for_link(reference=reference, token=request.GET.get("token", ""))
+    if order is None:
+        raise Http404("No such order.")
+    response = render(request, "shop/order.html", {"order": order})
+    # The link is the key to the page: search engines must not keep it.
+    response["X-Robots-Tag"] = "noindex"
+    return response
+
+
+def _posted_email(group: str, request: HttpRequest) -> str:
+    return email_normalized(request.POST.get("email", ""))[:254]
+
+
+@require_http_methods(["GET", "POST"])
+@limit_body(FIND_ORDERS_MAX_BYTES)
+@ratelimit(
+    group="find-orders-ip",
+    key="ip",
+    rate=lambda g, r: settings.FIND_ORDERS_RATE_PER_IP,
+    method="POST",
+    block=True,
+)
+@ratelimit(
+    group="find-orders-address",
+    key=_posted_email,
+    rate=lambda g, r: settings.FIND_ORDERS_RATE_PER_ADDRESS,
+    method="POST",
+    block=True,
+)
+def orders_find(request: HttpRequest) -> HttpResponse:
+    """Find my orders: ask for a link to an address's orders, sent to that address.
+
+    The answer is the same whether or not the address bought here (the email is sent, or not,
+    by the worker), so the page tells nobody who the shop's customers are.
+    """
+    if request.method == "POST":
+        form = EmailForm(request.POST)
+        if form.is_valid():
+            orders_link_request(email=email_normalized(form.cleaned_data["email"]))
+            return HttpResponseSeeOther(reverse("shop:orders_find_sent"))
+        return render(request, "shop/find_orders.html", {"form": form}, status=400)
+    return render(request, "shop/find_orders.html", {"form": EmailForm()})
+
+
+@require_GET
+def orders_find_sent(request: HttpRequest) -> HttpResponse:
+    return render(request, "shop/find_orders.html", {"sent": True})
+
+
+@require_GET
+@never_cache
+def orders_find_open(request: HttpRequest) -> HttpResponse:
+    """The emailed link: this browser shows that address's orders under My Orders from now on."""
+    email = orders_link_email(token=request.GET.get("token", ""))
+    if email is None:
+        context = {"form": EmailForm(), "link_error": True}
+        return render(request, "shop/find_orders.html", context, status=400)
+    response = HttpResponseSeeOther(reverse("shop:storefront") + "?notice=orders-found#my-orders")
+    customer_email_link(request, response, email)
+    return response
 
 
 @csrf_exempt
@@ -187,7 +276,9 @@ def _storefront(
         "catalogue": catalogue,
         "quantities": _posted_quantities(posted) if error else None,
         "orders": orders_for_customer(
-            customer_key=customer_key_read(request), before=request.GET.get("before")
+            customer_key=customer_key_read(request),
+            before=request.GET.get("before"),
+            emails=customer_emails_read(request),
         ),
         "notice": notice,
         "error": error,

@@ -6,6 +6,7 @@ Every test here drives the real app through the system Chromium over pytest-djan
 
 import importlib
 import os
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -188,3 +189,35 @@ def customer(page: Page, base_url: str) -> str:
     key = "browser-test-customer"
     login(page, base_url=base_url, customer_key=key)
     return key
+
+
+@pytest.fixture
+def worker(live_server: Any, smtp: Any, settings: Any) -> Iterator[None]:
+    """The real database worker in a thread of this process, sending to the suite's SMTP server,
+    with links pointing at the live server."""
+    from django.db import connections
+    from django_tasks_db.management.commands.db_worker import Worker
+
+    settings.SHOP_BASE_URL = live_server.url
+    background = Worker(
+        queue_names=["default"],
+        interval=0.1,
+        batch=False,
+        backend_name="default",
+        startup_delay=False,
+        max_tasks=None,
+        worker_id="browser-test-worker",
+        excluded_queue_names=[],
+    )
+
+    def run() -> None:
+        try:
+            background.run()
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=run, name="db-worker", daemon=True)
+    thread.start()
+    yield
+    background.running = False
+    thread.join(timeout=30)

@@ -115,10 +115,18 @@ def open_checkout_for(
     return Order.objects.get(customer_key=customer_key, status=OrderStatus.PENDING)
 
 
-def demo_purchase(page: Page, products: list[Product], *quantities: int) -> Order:
+def demo_pay(page: Page, email: str = "customer@example.com") -> None:
+    """On the demo checkout page: give the address for the receipt and press Pay."""
+    page.locator("#email").fill(email)
+    page.locator("#pay").click()
+
+
+def demo_purchase(
+    page: Page, products: list[Product], *quantities: int, email: str = "customer@example.com"
+) -> Order:
     """Buy and pay in demo mode; return the order, once the success page says it is paid."""
     order = open_demo_checkout(page, products, *quantities)
-    page.locator("#pay").click()
+    demo_pay(page, email)
     page.wait_for_url("**/checkout/success/?session_id=*")
     expect(page.locator("#order-result")).to_have_attribute("data-status", "paid")
     order.refresh_from_db()

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from playwright.sync_api import Page, expect
 
+from shop.orders.links import order_link_token
 from shop.orders.models import OrderStatus
 from tests.browser.support import (
     PHONE,
@@ -56,6 +57,40 @@ def storefront_after_cancel(page: Page, products, base_url) -> None:
     expect(page.locator("#notice")).to_be_visible()
 
 
+def demo_checkout_email_error(page: Page, products, base_url) -> None:
+    open_demo_checkout(page, products, 1, 0, 0)
+    page.locator("#email").fill("not an address")
+    page.locator("#email").evaluate("el => el.type = 'text'")  # past the browser's own check
+    page.locator("#pay").click()
+    expect(page.locator("#email-error")).to_be_visible()
+
+
+def order_page(page: Page, products, base_url) -> None:
+    order = placed_order(
+        customer_key="a11y",
+        lines=[(products[0], 1), (products[2], 2)],
+        created_at=datetime(2025, 6, 1, 9, 0, tzinfo=UTC),
+    )
+    token = order_link_token(reference=order.reference)
+    page.goto(f"/orders/{order.reference}/?token={token}")
+    expect(page.locator("#order")).to_have_attribute("data-status", "paid")
+
+
+def find_orders_error(page: Page, products, base_url) -> None:
+    page.goto("/orders/find/")
+    page.locator("#email").fill("jo@")
+    page.locator("#email").evaluate("el => el.type = 'text'")
+    page.locator("#find").click()
+    expect(page.locator("#email-error")).to_be_visible()
+
+
+def find_orders_sent(page: Page, products, base_url) -> None:
+    page.goto("/orders/find/")
+    page.locator("#email").fill("jo@example.com")
+    page.locator("#find").click()
+    expect(page.locator("#find-sent")).to_be_visible()
+
+
 def not_found(page: Page, products, base_url) -> None:
     assert page.goto("/no-such-page/").status == 404
 
@@ -68,6 +103,10 @@ PAGES: dict[str, Callable[..., None]] = {
     "storefront-older-orders": storefront_older_orders,
     "storefront-cart-error": storefront_with_cart_error,
     "storefront-after-cancel": storefront_after_cancel,
+    "demo-checkout-email-error": demo_checkout_email_error,
+    "order-page": order_page,
+    "find-orders-error": find_orders_error,
+    "find-orders-sent": find_orders_sent,
     "not-found": not_found,
 }
 

@@ -8,6 +8,7 @@ from playwright.sync_api import Page, expect
 from shop.orders.models import Order, OrderStatus
 from shop.payments.models import WebhookEvent
 from tests.browser.support import (
+    demo_pay,
     demo_purchase,
     dollars,
     open_demo_checkout,
@@ -38,7 +39,7 @@ def test_demo_purchase_from_quantities_to_my_orders(page: Page, products):
     page.locator("#buy").click()
     page.wait_for_url("**/demo/checkout/*/")
     expect(page.locator("#amount-due")).to_have_text(dollars(expected))
-    page.locator("#pay").click()
+    demo_pay(page)
 
     page.wait_for_url("**/checkout/success/?session_id=*")
     result = page.locator("#order-result")
@@ -65,7 +66,7 @@ def test_the_purchase_works_without_javascript(page: Page, products):
     page.locator("#buy").click()
     page.wait_for_url("**/demo/checkout/*/")
     expect(page.locator("#amount-due")).to_have_text(dollars(3 * products[2].unit_amount))
-    page.locator("#pay").click()
+    demo_pay(page)
 
     page.wait_for_url("**/checkout/success/?session_id=*")
     expect(page.locator("#order-result")).to_have_attribute("data-status", "paid")
@@ -200,6 +201,8 @@ def test_keyboard_only_purchase_with_visible_focus(page: Page, products):
     page.keyboard.press("Enter")  # implicit submission from the quantity field
 
     page.wait_for_url("**/demo/checkout/*/")
+    tab_to("#email")
+    page.keyboard.type("keys@example.com")
     tab_to("#pay")
     page.keyboard.press("Enter")
 

@@ -13,6 +13,7 @@ from tests.browser.support import (
     SCREENSHOTS,
     assert_accessible,
     assert_fits_width,
+    demo_pay,
     open_demo_checkout,
     placed_order,
     screenshot,
@@ -79,7 +80,7 @@ def test_customer_pages_at_desktop_and_phone_width(page: Page, products, custome
     screenshot(page, f"checkout-{size}")
     assert_accessible(page)
 
-    page.locator("#pay").click()
+    demo_pay(page)
     expect(page.locator("#order-result")).to_have_attribute("data-status", "paid")
     settle()
     screenshot(page, f"success-{size}")

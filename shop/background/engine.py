@@ -1,0 +1,57 @@
+"""What the shop needs from the task engine's own rows (django-tasks-db), beyond its API.
+
+django-tasks-db marks a task RUNNING when a worker takes it and leaves it so if that worker dies
+mid-task (killed, out of memory, machine gone): nothing ever runs it again (the open issue
+RealOrangeOne/django-tasks-db#5). Its maintainer's remedy is a grace period after which such a
+task is taken up again; `tasks_recover_lost` is that remedy, run by every worker's housekeeping.
+Every task of the shop is written to be safe to run twice.
+"""
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from django.utils import timezone
+from django_tasks import TaskResultStatus
+from django_tasks.base import Task
+from django_tasks_db.models import DBTaskResult
+
+logger = logging.getLogger(__name__)
+
+LIVE = (TaskResultStatus.READY, TaskResultStatus.RUNNING)
+
+
+def tasks_recover_lost(*, lost_after: timedelta) -> list[str]:
+    """Make tasks running for longer than `lost_after` ready again; their ids."""
+    cutoff = timezone.now() - lost_after
+    lost = DBTaskResult.objects.filter(status=TaskResultStatus.RUNNING, started_at__lt=cutoff)
+    recovered = []
+    for task_id, task_path, worker_ids in lost.values_list("id", "task_path", "worker_ids")[:100]:
+        # Compare-and-set: of several workers' housekeeping, exactly one moves it. The row keeps
+        # its id and arguments; the worker that takes it adds itself to worker_ids.
+        if DBTaskResult.objects.filter(
+            pk=task_id, status=TaskResultStatus.RUNNING, started_at__lt=cutoff
+        ).update(status=TaskResultStatus.READY):
+            recovered.append(str(task_id))
+            logger.warning(
+                "task %s (%s) lost its worker %s: ready to run again",
+                task_id,
+                task_path,
+                worker_ids[-1] if worker_ids else "?",
+            )
+    return recovered
+
+
+def task_live_kwargs(task: Task[Any, Any]) -> list[dict[str, Any]]:
+    """The keyword arguments of this task's runs that are waiting or running."""
+    return [
+        args_kwargs["kwargs"]
+        for args_kwargs in DBTaskResult.objects.filter(
+            task_path=task.module_path, status__in=LIVE
+        ).values_list("args_kwargs", flat=True)
+    ]
+
+
+def task_is_live(task_id: str) -> bool:
+    """Whether the run `task_id` is waiting or running (not finished, not unknown)."""
+    return bool(task_id) and DBTaskResult.objects.filter(pk=task_id, status__in=LIVE).exists()
