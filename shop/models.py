@@ -1,6 +1,6 @@
 """Every model of the shop, for Django: each lives with its domain."""
 
-from shop.catalogue.models import Product
+from shop.catalogue.models import Product, StockMovement, StockMovementKind
 from shop.orders.limits import MAX_AMOUNT, MAX_QUANTITY, MIN_CHARGE
 from shop.orders.models import (
     Order,
@@ -21,6 +21,8 @@ __all__ = [
     "OrderTransition",
     "Payment",
     "Product",
+    "StockMovement",
+    "StockMovementKind",
     "WebhookDelivery",
     "WebhookEvent",
     "new_order_reference",
