@@ -1,9 +1,13 @@
 """Limited stock: held at checkout, released or sold exactly once, never oversold."""
 
 import pytest
+from django.core.management import call_command
 from django.db import IntegrityError, transaction
+from django.test import Client
 
-from shop.catalogue.models import Product
+from shop.catalogue.models import Product, StockMovement
+from shop.orders.models import Order, OrderStatus
+from tests.conftest import buy, last_order, pay, post_event
 
 pytestmark = pytest.mark.django_db
 
@@ -104,3 +108,282 @@ def test_admin_list_edit_never_overwrites_holds(admin_client, products, monkeypa
 
     assert response.status_code == 302
     assert counts(mug)["held"] == 3
+
+
+# --- holding at checkout ---------------------------------------------------------------------
+
+
+def creates(fake):
+    return fake.requests_to("POST", "/v1/checkout/sessions")
+
+
+def movements(order):
+    return [
+        (m.product_id, m.kind, m.quantity, m.cause)
+        for m in StockMovement.objects.filter(order=order).order_by("id")
+    ]
+
+
+@pytest.fixture
+def mug(products):
+    return limit(products[1], 5)
+
+
+def test_checkout_holds_the_units_of_limited_products(client, products, fake_stripe, mug):
+    response = buy(client, products, 1, 2, 0)
+
+    order = last_order()
+    assert response.status_code == 303
+    assert order.holds_stock
+    assert counts(mug) == {"stock": 5, "sold": 0, "held": 2}
+    assert movements(order) == [(mug.pk, "hold", 2, "checkout")]
+
+
+def test_unlimited_products_hold_nothing(client, products, fake_stripe, mug):
+    buy(client, products, 3, 0, 1)
+
+    order = last_order()
+    assert not order.holds_stock
+    assert not StockMovement.objects.exists()
+    assert Product.objects.filter(held__gt=0).count() == 0
+
+
+@pytest.mark.parametrize(("stock", "wanted", "words"), [(3, 4, "only 3 left"), (0, 1, "sold out")])
+def test_cart_above_what_is_available_is_refused_with_409_and_nothing_happens(
+    client, products, fake_stripe, mug, stock, wanted, words
+):
+    limit(mug, stock)
+
+    response = buy(client, products, 1, wanted, 0)  # a form tampered past the input's max
+
+    page = response.content.decode()
+    assert response.status_code == 409
+    assert f"Ceramic mug: {words}" in page
+    assert "nothing was reserved or charged" in page
+    assert not Order.objects.exists()
+    assert not StockMovement.objects.exists()
+    assert creates(fake_stripe) == []
+    assert counts(mug) == {"stock": stock, "sold": 0, "held": 0}
+
+
+def test_units_held_by_others_are_not_available(client, products, fake_stripe, mug):
+    assert buy(Client(), products, 0, 4, 0).status_code == 303
+
+    response = buy(client, products, 0, 2, 0)
+
+    assert response.status_code == 409
+    assert "Ceramic mug: only 1 left" in response.content.decode()
+    assert buy(client, products, 0, 1, 0).status_code == 303
+    assert counts(mug)["held"] == 5
+
+
+def test_same_cart_again_keeps_its_hold_and_session(client, products, fake_stripe, mug):
+    first = buy(client, products, 0, 2, 0)
+    again = buy(client, products, 0, 2, 0)
+
+    assert again["Location"] == first["Location"]
+    assert Order.objects.count() == 1
+    assert counts(mug)["held"] == 2
+    assert len(movements(last_order())) == 1
+
+
+def test_a_customer_holding_the_last_units_may_change_the_cart(client, products, fake_stripe, mug):
+    limit(mug, 2)
+    buy(client, products, 0, 2, 0)
+    first = last_order()
+
+    response = buy(client, products, 1, 2, 0)
+
+    second = last_order()
+    first.refresh_from_db()
+    assert response.status_code == 303
+    assert first.status == OrderStatus.EXPIRED
+    assert movements(first) == [
+        (mug.pk, "hold", 2, "checkout"),
+        (mug.pk, "release", 2, "cart_replaced"),
+    ]
+    assert movements(second) == [(mug.pk, "hold", 2, "checkout")]
+    assert counts(mug) == {"stock": 2, "sold": 0, "held": 2}
+    open_sessions = [s for s in fake_stripe.sessions.values() if s["status"] == "open"]
+    assert [s["id"] for s in open_sessions] == [second.checkout_session_id]
+
+
+def test_a_customer_asking_for_more_than_there_is_keeps_the_checkout_they_have(
+    client, products, fake_stripe, mug
+):
+    limit(mug, 2)
+    buy(client, products, 0, 2, 0)
+    first = last_order()
+
+    response = buy(client, products, 0, 3, 0)
+
+    assert response.status_code == 409
+    assert "Ceramic mug: only 2 left" in response.content.decode()
+    first.refresh_from_db()
+    assert first.status == OrderStatus.PENDING and first.released_at is None
+    assert counts(mug)["held"] == 2
+
+
+# --- releasing -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def held(client, products, fake_stripe, mug):
+    """An open checkout holding 2 of the 5 mugs."""
+    buy(client, products, 1, 2, 0)
+    return last_order()
+
+
+def send(client, fake, type, order, **session_fields):
+    session = dict(fake.sessions[order.checkout_session_id], **session_fields)
+    return post_event(client, fake, fake.event(type, session))
+
+
+def test_expired_session_releases_the_hold(client, fake_stripe, held, mug):
+    fake_stripe.expire(held.checkout_session_id)
+    event = fake_stripe.session_event("checkout.session.expired", held.checkout_session_id)
+
+    post_event(client, fake_stripe, event)
+    post_event(client, fake_stripe, event)  # again: nothing more
+
+    held.refresh_from_db()
+    assert held.status == OrderStatus.EXPIRED
+    assert counts(mug) == {"stock": 5, "sold": 0, "held": 0}
+    release = StockMovement.objects.get(order=held, kind="release")
+    assert (release.quantity, release.cause, release.event_id) == (
+        2,
+        "checkout.session.expired",
+        event["id"],
+    )
+
+
+def test_failed_bank_payment_releases_the_hold(client, fake_stripe, held, mug):
+    fake_stripe.complete(held.checkout_session_id, payment_status="unpaid")
+    send(client, fake_stripe, "checkout.session.completed", held)
+    assert counts(mug)["held"] == 2  # still processing: still held
+
+    fake_stripe.fail_payment(held.checkout_session_id)
+    send(client, fake_stripe, "checkout.session.async_payment_failed", held)
+
+    held.refresh_from_db()
+    assert held.status == OrderStatus.FAILED
+    assert counts(mug)["held"] == 0
+    assert movements(held)[-1] == (mug.pk, "release", 2, "checkout.session.async_payment_failed")
+
+
+def test_replaced_cart_releases_the_hold(client, products, fake_stripe, held, mug):
+    buy(client, products, 1, 0, 0)
+
+    held.refresh_from_db()
+    assert held.status == OrderStatus.EXPIRED
+    assert counts(mug)["held"] == 0
+    assert movements(held)[-1] == (mug.pk, "release", 2, "cart_replaced")
+
+
+def test_stripe_unreachable_before_a_session_url_releases_the_hold(
+    client, products, fake_stripe, mug
+):
+    fake_stripe.fail_next(10, status=500)
+
+    response = buy(client, products, 0, 2, 0)
+
+    order = last_order()
+    assert response.status_code == 503
+    assert order.status == OrderStatus.FAILED
+    assert counts(mug)["held"] == 0
+    assert movements(order) == [
+        (mug.pk, "hold", 2, "checkout"),
+        (mug.pk, "release", 2, "checkout_unavailable"),
+    ]
+
+
+def test_reconcile_releases_the_hold_of_an_expired_session(fake_stripe, held, mug):
+    fake_stripe.expire(held.checkout_session_id)
+
+    call_command("reconcile_payments")
+
+    assert counts(mug)["held"] == 0
+    assert movements(held)[-1] == (mug.pk, "release", 2, "reconcile")
+
+
+# --- selling ---------------------------------------------------------------------------------
+
+
+def test_payment_turns_the_hold_into_a_sale_once(client, fake_stripe, held, mug):
+    pay(client, fake_stripe, held)
+    send(client, fake_stripe, "checkout.session.completed", held)  # another event, same payment
+    client.get(f"/checkout/success/?session_id={held.checkout_session_id}")
+
+    held.refresh_from_db()
+    assert held.status == OrderStatus.PAID
+    assert counts(mug) == {"stock": 5, "sold": 2, "held": 0}
+    assert movements(held) == [
+        (mug.pk, "hold", 2, "checkout"),
+        (mug.pk, "sale", 2, "checkout.session.completed"),
+    ]
+
+
+def test_expiry_after_payment_releases_nothing(client, fake_stripe, held, mug):
+    pay(client, fake_stripe, held)
+
+    send(client, fake_stripe, "checkout.session.expired", held, status="expired")
+
+    assert counts(mug) == {"stock": 5, "sold": 2, "held": 0}
+    assert [kind for _, kind, _, _ in movements(held)] == ["hold", "sale"]
+
+
+def test_owner_lowering_stock_below_holds_keeps_them_and_sells_out(
+    client, products, fake_stripe, held, mug
+):
+    limit(mug, 1)  # 2 held
+
+    assert buy(Client(), products, 0, 1, 0).status_code == 409
+    pay(client, fake_stripe, held)
+
+    assert counts(mug) == {"stock": 1, "sold": 2, "held": 0}
+    assert Product.objects.get(pk=mug.pk).available == 0
+
+
+def test_owner_lowering_stock_below_holds_gives_back_what_is_left_once_released(
+    client, products, fake_stripe, held, mug
+):
+    limit(mug, 3)
+    assert buy(Client(), products, 0, 2, 0).status_code == 409
+
+    fake_stripe.expire(held.checkout_session_id)
+    send(client, fake_stripe, "checkout.session.expired", held)
+
+    assert Product.objects.get(pk=mug.pk).available == 3
+    assert buy(Client(), products, 0, 3, 0).status_code == 303
+
+
+@pytest.mark.parametrize(("stock", "paid"), [(5, True), (1, False)])
+def test_stock_set_while_a_checkout_is_open_counts_its_payment(
+    client, products, fake_stripe, stock, paid
+):
+    mug = products[1]
+    buy(client, products, 0, 2, 0)  # unlimited then
+    order = last_order()
+    limit(mug, stock)
+
+    pay(client, fake_stripe, order)
+
+    order.refresh_from_db()
+    assert (order.status == OrderStatus.PAID) is paid
+    assert order.needs_review is not paid
+    assert counts(mug)["sold"] == (2 if paid else 0)
+    assert [kind for _, kind, _, _ in movements(order)] == (["sale_unheld"] if paid else [])
+
+
+# --- demo mode -------------------------------------------------------------------------------
+
+
+def test_demo_mode_holds_and_sells_the_same_way(client, products, demo, mug):
+    response = buy(client, products, 0, 2, 0)
+    assert counts(mug)["held"] == 2
+    assert buy(Client(), products, 0, 4, 0).status_code == 409
+
+    client.post(response["Location"], {"action": "pay"})
+
+    assert counts(mug) == {"stock": 5, "sold": 2, "held": 0}
+    assert [kind for _, kind, _, _ in movements(last_order())] == ["hold", "sale"]

@@ -2,7 +2,8 @@
 
 Every status change goes through `order_transition`, a compare-and-set in one transaction:
 whoever calls it first (webhook, success page, reconcile, demo Pay) wins, everyone else sees
-no change. The webhook, the success page, reconcile and the demo Pay all call
+no change. The order's stock follows its status in that same transaction, so it is released
+or sold exactly once too. The webhook, the success page, reconcile and the demo Pay all call
 `order_apply_session`.
 """
 
@@ -10,9 +11,18 @@ import logging
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from shop.orders.models import Order, OrderStatus, OrderTransition
+from shop.catalogue.models import StockMovement, StockMovementKind
+from shop.catalogue.stock import (
+    OutOfStock,
+    StockLine,
+    stock_release,
+    stock_sell,
+    stock_shortages,
+)
+from shop.orders.models import Order, OrderLine, OrderStatus, OrderTransition
 from shop.payments.models import Payment
 from shop.payments.types import CheckoutSession, RefundedCharge
 from shop.results import Kind, Outcome
@@ -31,14 +41,19 @@ ALLOWED_SOURCE: dict[OrderStatus, OrderStatus] = {
 def order_transition(
     *, order: Order, to: OrderStatus, cause: str, event_id: str = "", **fields: Any
 ) -> bool:
-    """Move `order` to `to` if it is still in the one allowed source status. True if it moved."""
+    """Move `order` to `to` if it is still in the one allowed source status, and its stock with
+    it: leaving pending releases its hold, becoming paid sells its units. True if it moved.
+
+    Raises OutOfStock, with nothing changed, for a payment whose units are no longer available.
+    """
     source = ALLOWED_SOURCE[to]
     now = timezone.now()
     if to == OrderStatus.PAID:
         fields.setdefault("paid_at", now)
-    # No savepoint of its own: inside a caller's transaction the two writes still stand or fall
-    # together with it.
-    with transaction.atomic(savepoint=False):
+    sale = _sale_lines(order, source) if to == OrderStatus.PAID else []
+    # No savepoint of its own unless units must be taken, which can fail: inside a caller's
+    # transaction the writes still stand or fall together with it, and cost no statement more.
+    with transaction.atomic(savepoint=any(not line.held for line in sale)):
         moved = Order.objects.filter(pk=order.pk, status=source).update(
             status=to, updated_at=now, **fields
         )
@@ -51,6 +66,11 @@ def order_transition(
                 event_id=event_id,
                 created_at=now,
             )
+            if to == OrderStatus.PAID:
+                if sale:
+                    stock_sell(order_id=order.pk, lines=sale, cause=cause, event_id=event_id)
+            elif source == OrderStatus.PENDING and order.holds_stock:
+                stock_release(order_id=order.pk, cause=cause, event_id=event_id)
     if moved:
         order.status = to
         for name, value in fields.items():
@@ -64,6 +84,31 @@ def order_transition(
             f", event {event_id}" if event_id else "",
         )
     return bool(moved)
+
+
+def _sale_lines(order: Order, source: OrderStatus) -> list[StockLine]:
+    """The order's lines that a payment sells from stock: those its hold covers, and those of
+    products with limited stock now (stock set after the checkout).
+    Nothing is read for an order known to have neither."""
+    if not order.holds_stock and not getattr(order, "sells_limited_stock", True):
+        return []
+    holding = source == OrderStatus.PENDING and order.holds_stock
+    rows = (
+        OrderLine.objects.filter(order=order)
+        .annotate(
+            held=Exists(
+                StockMovement.objects.filter(
+                    order=order, product=OuterRef("product"), kind=StockMovementKind.HOLD
+                )
+            )
+        )
+        .values_list("product_id", "quantity", "product__stock", "held")
+    )
+    return [
+        StockLine(product_id, quantity, held=holding and held)
+        for product_id, quantity, stock, held in rows
+        if (holding and held) or stock is not None
+    ]
 
 
 def order_flag_for_review(*, order: Order, reason: str) -> None:
@@ -128,14 +173,17 @@ def _apply_paid(order: Order, session: CheckoutSession, cause: str, event_id: st
     # Locked before the order becomes paid: a refund of this payment being applied right now
     # either committed before (and is seen below) or waits, and then finds the paid order.
     payment = _payment_locked(session.payment_intent_id) if session.payment_intent_id else None
-    moved = order_transition(
-        order=order,
-        to=OrderStatus.PAID,
-        cause=cause,
-        event_id=event_id,
-        checkout_session_id=session.id,
-        payment_intent_id=session.payment_intent_id or "",
-    )
+    try:
+        moved = order_transition(
+            order=order,
+            to=OrderStatus.PAID,
+            cause=cause,
+            event_id=event_id,
+            checkout_session_id=session.id,
+            payment_intent_id=session.payment_intent_id or "",
+        )
+    except OutOfStock as short:
+        return _payment_without_stock(order=order, session=session, wanted=short.wanted)
     if moved:
         if payment is not None and payment.amount_refunded:
             # Stripe does not order events: the refund may have arrived before its payment.
@@ -154,6 +202,28 @@ def _apply_paid(order: Order, session: CheckoutSession, cause: str, event_id: st
         )
         return Outcome(Kind.FLAGGED, f"paid after order was {order.status}", order)
     return Outcome(Kind.NO_CHANGE, f"order is {order.status}", order)
+
+
+def _payment_without_stock(
+    *, order: Order, session: CheckoutSession, wanted: dict[int, int]
+) -> Outcome:
+    """Money for units that are no longer there (the stock was set after its checkout, and
+    others bought them). Nothing is taken, nothing is dropped: the order keeps its status and
+    is flagged for the owner, who refunds it.
+
+    The one place that decides what happens to such a payment (an automatic refund goes here).
+    """
+    shortages = stock_shortages(wanted)
+    detail = "; ".join(f"{s.name}: {s.wanted} paid for, {s.available} left" for s in shortages)
+    order_flag_for_review(
+        order=order,
+        reason=(
+            f"sold out: payment {session.payment_intent_id or ''} received through {session.id} "
+            f"while the order was {order.status}, but its stock is gone ({detail or 'sold out'}); "
+            "nothing was taken: refund it"
+        ),
+    )
+    return Outcome(Kind.FLAGGED, "paid, but sold out: flagged for a refund", order)
 
 
 def order_apply_refund(*, charge: RefundedCharge, cause: str, event_id: str = "") -> Outcome:
@@ -208,4 +278,14 @@ def _payment_locked(payment_intent_id: str) -> Payment:
 def _order_for_session(session: CheckoutSession) -> Order | None:
     if not session.order_reference:
         return None
-    return Order.objects.filter(reference=session.order_reference).first()
+    return (
+        Order.objects.filter(reference=session.order_reference)
+        .annotate(
+            # In the same statement: a payment of an order whose products all have unlimited
+            # stock reads and writes nothing more (see _sale_lines).
+            sells_limited_stock=Exists(
+                OrderLine.objects.filter(order=OuterRef("pk"), product__stock__isnull=False)
+            )
+        )
+        .first()
+    )
