@@ -1,5 +1,7 @@
 """Limited stock: held at checkout, released or sold exactly once, never oversold."""
 
+import logging
+
 import pytest
 from django.core.management import call_command
 from django.db import IntegrityError, transaction
@@ -7,6 +9,7 @@ from django.test import Client
 
 from shop.catalogue.models import Product, StockMovement
 from shop.orders.models import Order, OrderStatus
+from shop.payments.models import WebhookEvent
 from tests.conftest import buy, last_order, pay, post_event
 
 pytestmark = pytest.mark.django_db
@@ -330,6 +333,68 @@ def test_expiry_after_payment_releases_nothing(client, fake_stripe, held, mug):
 
     assert counts(mug) == {"stock": 5, "sold": 2, "held": 0}
     assert [kind for _, kind, _, _ in movements(held)] == ["hold", "sale"]
+
+
+def expire_then_complete(client, fake, order):
+    """The session completes just as it expires: Stripe's expired event arrives first."""
+    fake.complete(order.checkout_session_id)
+    send(client, fake, "checkout.session.expired", order, status="expired", payment_status="unpaid")
+    order.refresh_from_db()
+    assert order.status == OrderStatus.EXPIRED
+
+
+def test_late_payment_with_stock_left_is_paid(client, fake_stripe, held, mug):
+    expire_then_complete(client, fake_stripe, held)
+    assert counts(mug)["held"] == 0
+
+    response = send(client, fake_stripe, "checkout.session.completed", held)
+
+    held.refresh_from_db()
+    assert response.status_code == 200
+    assert held.status == OrderStatus.PAID and not held.needs_review
+    assert [(t.from_status, t.to_status) for t in held.transitions.all()] == [
+        ("pending", "expired"),
+        ("expired", "paid"),
+    ]
+    assert counts(mug) == {"stock": 5, "sold": 2, "held": 0}
+    assert [kind for _, kind, _, _ in movements(held)] == ["hold", "release", "sale_unheld"]
+    # Its second delivery changes nothing.
+    send(client, fake_stripe, "checkout.session.completed", held)
+    assert counts(mug)["sold"] == 2
+
+
+def test_late_payment_after_a_failed_bank_payment_is_paid_too(client, fake_stripe, held, mug):
+    Order.objects.filter(pk=held.pk).update(status=OrderStatus.FAILED)
+    StockMovement.objects.create(order=held, product=mug, kind="release", quantity=2, cause="x")
+    Product.objects.filter(pk=mug.pk).update(held=0)
+    fake_stripe.complete(held.checkout_session_id)
+
+    send(client, fake_stripe, "checkout.session.completed", held)
+
+    held.refresh_from_db()
+    assert held.status == OrderStatus.PAID
+    assert counts(mug) == {"stock": 5, "sold": 2, "held": 0}
+
+
+def test_late_payment_without_stock_left_is_flagged_and_takes_nothing(
+    client, products, fake_stripe, held, mug, caplog
+):
+    expire_then_complete(client, fake_stripe, held)
+    assert buy(Client(), products, 0, 4, 0).status_code == 303  # someone else holds 4 of 5
+
+    with caplog.at_level(logging.ERROR, logger="shop"):
+        response = send(client, fake_stripe, "checkout.session.completed", held)
+
+    held.refresh_from_db()
+    assert response.status_code == 200
+    assert held.status == OrderStatus.EXPIRED
+    assert held.needs_review and "sold out" in held.review_reason
+    assert "Ceramic mug: 2 paid for, 1 left" in held.review_reason
+    assert counts(mug) == {"stock": 5, "sold": 0, "held": 4}
+    assert [kind for _, kind, _, _ in movements(held)] == ["hold", "release"]
+    assert held.transitions.filter(to_status="paid").count() == 0
+    assert WebhookEvent.objects.filter(kind="flagged").count() == 1
+    assert any(held.reference in r.getMessage() for r in caplog.records)
 
 
 def test_owner_lowering_stock_below_holds_keeps_them_and_sells_out(

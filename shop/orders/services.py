@@ -29,24 +29,37 @@ from shop.results import Kind, Outcome
 
 logger = logging.getLogger(__name__)
 
-# Each status has exactly one status it can be entered from; there are no cycles.
-ALLOWED_SOURCE: dict[OrderStatus, OrderStatus] = {
-    OrderStatus.PAID: OrderStatus.PENDING,
-    OrderStatus.FAILED: OrderStatus.PENDING,
-    OrderStatus.EXPIRED: OrderStatus.PENDING,
-    OrderStatus.REFUNDED: OrderStatus.PAID,
+# The statuses each status can be entered from, the usual one first. Paid is also entered from
+# expired or failed: a payment that arrives after its checkout ended is taken when its stock
+# still can be (see _apply_paid). Nothing leads back to pending, expired or failed, so there are
+# no cycles and every order still enters each status at most once.
+ALLOWED_SOURCES: dict[OrderStatus, tuple[OrderStatus, ...]] = {
+    OrderStatus.PAID: (OrderStatus.PENDING, OrderStatus.EXPIRED, OrderStatus.FAILED),
+    OrderStatus.FAILED: (OrderStatus.PENDING,),
+    OrderStatus.EXPIRED: (OrderStatus.PENDING,),
+    OrderStatus.REFUNDED: (OrderStatus.PAID,),
 }
+LATE_PAYMENT_SOURCES = (OrderStatus.EXPIRED, OrderStatus.FAILED)
 
 
 def order_transition(
-    *, order: Order, to: OrderStatus, cause: str, event_id: str = "", **fields: Any
+    *,
+    order: Order,
+    to: OrderStatus,
+    cause: str,
+    event_id: str = "",
+    source: OrderStatus | None = None,
+    **fields: Any,
 ) -> bool:
-    """Move `order` to `to` if it is still in the one allowed source status, and its stock with
-    it: leaving pending releases its hold, becoming paid sells its units. True if it moved.
+    """Move `order` from `source` (by default the usual one) to `to` if it is still there, and
+    its stock with it: leaving pending releases its hold, becoming paid sells its units. True
+    if it moved.
 
     Raises OutOfStock, with nothing changed, for a payment whose units are no longer available.
     """
-    source = ALLOWED_SOURCE[to]
+    source = source or ALLOWED_SOURCES[to][0]
+    if source not in ALLOWED_SOURCES[to]:
+        raise ValueError(f"an order never goes from {source} to {to}")
     now = timezone.now()
     if to == OrderStatus.PAID:
         fields.setdefault("paid_at", now)
@@ -88,7 +101,7 @@ def order_transition(
 
 def _sale_lines(order: Order, source: OrderStatus) -> list[StockLine]:
     """The order's lines that a payment sells from stock: those its hold covers, and those of
-    products with limited stock now (stock set after the checkout).
+    products with limited stock now (stock set after the checkout, or a hold already released).
     Nothing is read for an order known to have neither."""
     if not order.holds_stock and not getattr(order, "sells_limited_stock", True):
         return []
@@ -174,14 +187,7 @@ def _apply_paid(order: Order, session: CheckoutSession, cause: str, event_id: st
     # either committed before (and is seen below) or waits, and then finds the paid order.
     payment = _payment_locked(session.payment_intent_id) if session.payment_intent_id else None
     try:
-        moved = order_transition(
-            order=order,
-            to=OrderStatus.PAID,
-            cause=cause,
-            event_id=event_id,
-            checkout_session_id=session.id,
-            payment_intent_id=session.payment_intent_id or "",
-        )
+        moved = _transition_to_paid(order, session, cause, event_id)
     except OutOfStock as short:
         return _payment_without_stock(order=order, session=session, wanted=short.wanted)
     if moved:
@@ -194,22 +200,44 @@ def _apply_paid(order: Order, session: CheckoutSession, cause: str, event_id: st
                 event_id=payment.refund_event_id,
             )
         return Outcome(Kind.APPLIED, "paid", order)
-    order.refresh_from_db(fields=["status"])
-    if order.status in {OrderStatus.EXPIRED, OrderStatus.FAILED}:
-        # Money arrived for an order we had given up on: never drop it silently.
-        order_flag_for_review(
-            order=order, reason=f"payment received through {session.id} after order {order.status}"
-        )
-        return Outcome(Kind.FLAGGED, f"paid after order was {order.status}", order)
     return Outcome(Kind.NO_CHANGE, f"order is {order.status}", order)
+
+
+def _transition_to_paid(order: Order, session: CheckoutSession, cause: str, event_id: str) -> bool:
+    """Pending becomes paid. So does an order whose checkout ended before its payment came (the
+    session completed just as it expired, a bank debit that settled days later): its units
+    were given back, and are taken again if still available (OutOfStock if not)."""
+    paid_fields = {
+        "checkout_session_id": session.id,
+        "payment_intent_id": session.payment_intent_id or "",
+    }
+    for _ in range(2):
+        source = order.status if order.status in LATE_PAYMENT_SOURCES else OrderStatus.PENDING
+        if order_transition(
+            order=order,
+            to=OrderStatus.PAID,
+            source=OrderStatus(source),
+            cause=cause,
+            event_id=event_id,
+            **paid_fields,
+        ):
+            if source != OrderStatus.PENDING:
+                logger.warning(
+                    "order %s paid through %s after it was %s", order.reference, session.id, source
+                )
+            return True
+        order.refresh_from_db(fields=["status"])
+        if order.status not in LATE_PAYMENT_SOURCES:
+            return False
+    return False
 
 
 def _payment_without_stock(
     *, order: Order, session: CheckoutSession, wanted: dict[int, int]
 ) -> Outcome:
-    """Money for units that are no longer there (the stock was set after its checkout, and
-    others bought them). Nothing is taken, nothing is dropped: the order keeps its status and
-    is flagged for the owner, who refunds it.
+    """Money for units that are no longer there: the order's hold was released and others
+    bought them. Nothing is taken, nothing is dropped: the order keeps its status and is
+    flagged for the owner, who refunds it.
 
     The one place that decides what happens to such a payment (an automatic refund goes here).
     """
