@@ -1,14 +1,17 @@
 """Limited stock: held at checkout, released or sold exactly once, never oversold."""
 
 import logging
+from datetime import timedelta
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import IntegrityError, transaction
 from django.test import Client
+from django.utils import timezone
 
 from shop.catalogue.models import Product, StockMovement
 from shop.orders.models import Order, OrderStatus
+from shop.orders.services import orders_expire_overdue
 from shop.payments.models import WebhookEvent
 from tests.conftest import buy, last_order, pay, post_event
 
@@ -300,6 +303,25 @@ def test_stripe_unreachable_before_a_session_url_releases_the_hold(
     ]
 
 
+def overdue(order, minutes=11):
+    Order.objects.filter(pk=order.pk).update(
+        checkout_expires_at=timezone.now() - timedelta(minutes=minutes)
+    )
+
+
+def test_the_shops_clock_releases_a_hold_whose_checkout_ended(fake_stripe, held, mug):
+    overdue(held, minutes=9)
+    assert orders_expire_overdue() == []  # within the margin: the event may still come
+
+    overdue(held, minutes=11)
+    assert orders_expire_overdue() == [held]
+
+    held.refresh_from_db()
+    assert held.status == OrderStatus.EXPIRED
+    assert counts(mug)["held"] == 0
+    assert movements(held)[-1] == (mug.pk, "release", 2, "checkout_overdue")
+
+
 def test_reconcile_releases_the_hold_of_an_expired_session(fake_stripe, held, mug):
     fake_stripe.expire(held.checkout_session_id)
 
@@ -307,6 +329,31 @@ def test_reconcile_releases_the_hold_of_an_expired_session(fake_stripe, held, mu
 
     assert counts(mug)["held"] == 0
     assert movements(held)[-1] == (mug.pk, "release", 2, "reconcile")
+
+
+def test_reconcile_releases_overdue_holds_stripe_could_not_tell_about(fake_stripe, held, mug):
+    overdue(held)
+    fake_stripe.fail_next(10, status=500)
+
+    with pytest.raises(CommandError):
+        call_command("reconcile_payments")
+
+    assert counts(mug)["held"] == 0
+    assert movements(held)[-1] == (mug.pk, "release", 2, "checkout_overdue")
+
+
+def test_checkout_releases_overdue_holds_before_refusing_a_cart(
+    client, products, fake_stripe, held, mug
+):
+    buy(Client(), products, 0, 3, 0)  # all 5 held now
+    overdue(held)
+
+    response = buy(Client(), products, 0, 2, 0)
+
+    held.refresh_from_db()
+    assert response.status_code == 303
+    assert held.status == OrderStatus.EXPIRED
+    assert counts(mug)["held"] == 5
 
 
 # --- selling ---------------------------------------------------------------------------------
@@ -452,3 +499,18 @@ def test_demo_mode_holds_and_sells_the_same_way(client, products, demo, mug):
 
     assert counts(mug) == {"stock": 5, "sold": 2, "held": 0}
     assert [kind for _, kind, _, _ in movements(last_order())] == ["hold", "sale"]
+
+
+def test_demo_checkout_past_its_end_cannot_be_paid_and_gives_its_stock_back(
+    client, products, demo, mug
+):
+    response = buy(client, products, 0, 2, 0)
+    order = last_order()
+    overdue(order, minutes=1)
+
+    client.post(response["Location"], {"action": "pay"})
+    call_command("reconcile_payments")
+
+    order.refresh_from_db()
+    assert order.status == OrderStatus.EXPIRED
+    assert counts(mug) == {"stock": 5, "sold": 0, "held": 0}

@@ -16,7 +16,7 @@ from shop.catalogue.stock import OutOfStock, StockLine, stock_hold, stock_shorta
 from shop.errors import ShopError
 from shop.orders.cart import PricedCart
 from shop.orders.models import Order, OrderLine, OrderStatus
-from shop.orders.services import order_apply_session, order_transition
+from shop.orders.services import order_apply_session, order_transition, orders_expire_overdue
 from shop.payments import get_gateway
 from shop.payments.types import (
     CheckoutLine,
@@ -190,12 +190,14 @@ def _free_stock_for(*, customer_key: str, wanted: dict[int, int], gateway: Payme
     """Before refusing a cart for want of stock, give back what no longer needs holding; True
     if anything was given back (the cart is then tried once more).
 
-    This browser's own holds: a customer who holds the last units and changes the cart must not
+    Holds of checkouts that ended long ago but whose end never reached us (the shop's clock),
+    and this browser's own: a customer who holds the last units and changes the cart must not
     be told they are gone. Its checkouts are closed only if that makes the new cart fit.
     """
+    freed = bool(orders_expire_overdue(product_ids=wanted))
     own = _held_by_browser(customer_key=customer_key, product_ids=wanted)
     if not own or stock_shortages(wanted, held_by_asker=own):
-        return False
+        return freed
     with transaction.atomic():
         pending = list(
             Order.objects.select_for_update()

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from django.utils import timezone
 
 from shop.orders.models import Order, OrderStatus
-from shop.orders.services import order_apply_session, order_transition
+from shop.orders.services import order_apply_session, order_transition, orders_expire_overdue
 from shop.payments import get_gateway
 from shop.payments.types import PaymentError
 from shop.results import Kind
@@ -44,6 +44,10 @@ def payments_reconcile() -> ReconcileReport:
         outcome = order_apply_session(session=session, cause="reconcile")
         if outcome.kind in {Kind.APPLIED, Kind.FLAGGED}:
             report.changes.append(f"{order.reference}: {outcome}")
+    # Whatever Stripe could not tell (unreachable, a payment still processing): a checkout long
+    # past its end gives its stock back.
+    for order in orders_expire_overdue(now=now):
+        report.changes.append(f"{order.reference}: expired (checkout ended, stock released)")
     logger.info(
         "reconcile: %d pending checked, %d changed, %d errors",
         report.checked,

@@ -8,6 +8,8 @@ or sold exactly once too. The webhook, the success page, reconcile and the demo 
 """
 
 import logging
+from collections.abc import Collection
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
@@ -40,6 +42,10 @@ ALLOWED_SOURCES: dict[OrderStatus, tuple[OrderStatus, ...]] = {
     OrderStatus.REFUNDED: (OrderStatus.PAID,),
 }
 LATE_PAYMENT_SOURCES = (OrderStatus.EXPIRED, OrderStatus.FAILED)
+# Stripe completes no session after its expires_at; past that and this margin (for a payment
+# completed at the last second whose webhook is still on its way) the shop's own clock gives
+# the stock of a pending order back. A payment that still comes is a late payment.
+CHECKOUT_END_MARGIN = timedelta(minutes=10)
 
 
 def order_transition(
@@ -121,6 +127,34 @@ def _sale_lines(order: Order, source: OrderStatus) -> list[StockLine]:
         StockLine(product_id, quantity, held=holding and held)
         for product_id, quantity, stock, held in rows
         if (holding and held) or stock is not None
+    ]
+
+
+def orders_expire_overdue(
+    *, product_ids: Collection[int] | None = None, now: datetime | None = None
+) -> list[Order]:
+    """Expire the pending orders that hold stock (of these products) although their checkout
+    ended more than CHECKOUT_END_MARGIN ago, giving their stock back: the shop's own clock, for
+    when Stripe's checkout.session.expired was missed. Each is one compare-and-set, so the event,
+    reconcile and this may all arrive at once: the first expires it, the others see no change."""
+    now = now or timezone.now()
+    overdue = Order.objects.filter(
+        status=OrderStatus.PENDING,
+        holds_stock=True,
+        checkout_expires_at__lt=now - CHECKOUT_END_MARGIN,
+    )
+    if product_ids is not None:
+        overdue = overdue.filter(
+            Exists(
+                StockMovement.objects.filter(
+                    order=OuterRef("pk"), kind=StockMovementKind.HOLD, product_id__in=product_ids
+                )
+            )
+        )
+    return [
+        order
+        for order in overdue.order_by("id")
+        if order_transition(order=order, to=OrderStatus.EXPIRED, cause="checkout_overdue")
     ]
 
 
