@@ -1,6 +1,7 @@
 """Limited stock: held at checkout, released or sold exactly once, never oversold."""
 
 import logging
+import re
 from datetime import timedelta
 
 import pytest
@@ -514,3 +515,92 @@ def test_demo_checkout_past_its_end_cannot_be_paid_and_gives_its_stock_back(
     order.refresh_from_db()
     assert order.status == OrderStatus.EXPIRED
     assert counts(mug) == {"stock": 5, "sold": 0, "held": 0}
+
+
+# --- the storefront --------------------------------------------------------------------------
+
+
+def product_markup(page, product):
+    start = page.index(f'data-product-id="{product.pk}"')
+    return page[start : page.index("</li>", start)]
+
+
+def test_storefront_says_sold_out_and_only_n_left_without_javascript(client, products):
+    coffee, mug, filters = products
+    limit(mug, 0)
+    limit(filters, 9)
+    Product.objects.filter(pk=filters.pk).update(held=4)  # 5 left
+
+    page = client.get("/").content.decode()
+
+    sold_out = product_markup(page, mug)
+    assert '<p class="stock stock-out" id="stock-' in sold_out and "Sold out" in sold_out
+    assert re.search(r"<input [^>]*\bdisabled>", sold_out)  # a disabled field is not submitted
+    few = product_markup(page, filters)
+    assert "Only 5 left" in few and 'max="5"' in few and "disabled" not in few
+    plenty = product_markup(page, coffee)
+    assert 'max="99"' in plenty and "stock-" not in plenty
+
+
+def test_storefront_caps_the_inputs_max_at_99(client, products):
+    limit(products[1], 500)
+
+    page = client.get("/").content.decode()
+
+    assert 'max="99"' in product_markup(page, products[1])
+    assert "left" not in product_markup(page, products[1])
+
+
+def test_storefront_disables_buy_when_everything_is_sold_out(client, products):
+    for product in products:
+        limit(product, 0)
+
+    page = client.get("/").content.decode()
+
+    assert re.search(r'<button type="submit" id="buy"[^>]* disabled>', page)
+
+
+def test_storefront_shows_availability_as_checkouts_hold_and_release_it(
+    client, products, fake_stripe, mug, django_capture_on_commit_callbacks
+):
+    def shown():
+        return product_markup(client.get("/").content.decode(), mug)
+
+    assert "Only 5 left" in shown()  # and cached
+
+    # Each change drops the cached list once it commits.
+    with django_capture_on_commit_callbacks(execute=True):
+        buy(Client(), products, 0, 3, 0)
+    assert "Only 2 left" in shown()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        buy(Client(), products, 0, 2, 0)
+    assert "Sold out" in shown()
+
+    order = last_order()
+    fake_stripe.expire(order.checkout_session_id)
+    with django_capture_on_commit_callbacks(execute=True):
+        send(client, fake_stripe, "checkout.session.expired", order)
+    assert "Only 2 left" in shown()
+
+
+def test_refused_cart_shows_the_stock_as_it_is_now(client, products, fake_stripe, mug):
+    client.get("/")  # the list is cached with 5 available
+    buy(Client(), products, 0, 4, 0)
+
+    response = buy(client, products, 0, 3, 0)
+
+    markup = product_markup(response.content.decode(), mug)
+    assert response.status_code == 409
+    assert "Only 1 left" in markup and 'max="1"' in markup
+    assert 'value="3"' in markup  # what the customer asked for, shown beside the error
+
+
+def test_storefront_lists_availability_in_the_one_query_for_products(
+    client, products, django_assert_num_queries
+):
+    for product in products:
+        limit(product, 7)
+
+    with django_assert_num_queries(1):
+        client.get("/")
