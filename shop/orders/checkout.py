@@ -120,10 +120,11 @@ def _open_order_for_cart(
             continue
         except OutOfStock as short:
             # Rolled back: no order, nothing held, and Stripe not called.
+            own = _held_by_browser(customer_key=customer_key, product_ids=short.wanted)
             if freed or not _free_stock_for(
-                customer_key=customer_key, wanted=short.wanted, gateway=gateway
+                customer_key=customer_key, wanted=short.wanted, own=own, gateway=gateway
             ):
-                raise _out_of_stock_error(customer_key=customer_key, wanted=short.wanted) from None
+                raise _out_of_stock_error(wanted=short.wanted, own=own) from None
             freed = True
     raise ShopError("Too many checkouts at once from this browser. Please try again.", status=409)
 
@@ -186,7 +187,9 @@ def _open_order_for_cart_once(*, customer_key: str, cart: PricedCart) -> OpenedO
     return OpenedOrder(order, lines, released)
 
 
-def _free_stock_for(*, customer_key: str, wanted: dict[int, int], gateway: PaymentGateway) -> bool:
+def _free_stock_for(
+    *, customer_key: str, wanted: dict[int, int], own: dict[int, int], gateway: PaymentGateway
+) -> bool:
     """Before refusing a cart for want of stock, give back what no longer needs holding; True
     if anything was given back (the cart is then tried once more).
 
@@ -195,7 +198,6 @@ def _free_stock_for(*, customer_key: str, wanted: dict[int, int], gateway: Payme
     be told they are gone. Its checkouts are closed only if that makes the new cart fit.
     """
     freed = bool(orders_expire_overdue(product_ids=wanted))
-    own = _held_by_browser(customer_key=customer_key, product_ids=wanted)
     if not own or stock_shortages(wanted, held_by_asker=own):
         return freed
     with transaction.atomic():
@@ -226,10 +228,9 @@ def _held_by_browser(*, customer_key: str, product_ids: Collection[int]) -> dict
     )
 
 
-def _out_of_stock_error(*, customer_key: str, wanted: dict[int, int]) -> ShopError:
+def _out_of_stock_error(*, wanted: dict[int, int], own: dict[int, int]) -> ShopError:
     # The storefront shown with this message must show the stock as it is now.
     products_cache_clear()
-    own = _held_by_browser(customer_key=customer_key, product_ids=wanted)
     shortages = stock_shortages(wanted, held_by_asker=own)
     if not shortages:
         return ShopError(
