@@ -246,6 +246,8 @@ def _transition_to_paid(order: Order, session: CheckoutSession, cause: str, even
         "payment_intent_id": session.payment_intent_id or "",
     }
     for _ in range(2):
+        if order.status not in (OrderStatus.PENDING, *LATE_PAYMENT_SOURCES):
+            return False  # paid already (or refunded): this is the same payment again
         source = order.status if order.status in LATE_PAYMENT_SOURCES else OrderStatus.PENDING
         if order_transition(
             order=order,
