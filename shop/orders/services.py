@@ -271,9 +271,9 @@ def _transition_to_paid(order: Order, session: CheckoutSession, cause: str, even
 def _payment_without_stock(
     *, order: Order, session: CheckoutSession, wanted: dict[int, int]
 ) -> Outcome:
-    """Money for units that are no longer there: the order's hold was released and others
-    bought them. Nothing is taken, nothing is dropped: the order keeps its status and is
-    flagged for the owner, who refunds it.
+    """Money for units that are no longer there: the order's hold was released (or its product
+    was given a stock after its checkout) and others bought them. Nothing is taken, nothing is
+    dropped: the order keeps its status and is flagged for the owner, who refunds it.
 
     The one place that decides what happens to such a payment (an automatic refund goes here).
     """
