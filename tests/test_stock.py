@@ -604,3 +604,16 @@ def test_storefront_lists_availability_in_the_one_query_for_products(
 
     with django_assert_num_queries(1):
         client.get("/")
+
+
+def test_admin_explains_every_unit_on_the_order_and_per_product(
+    admin_client, client, fake_stripe, held, mug
+):
+    pay(client, fake_stripe, held)
+
+    order_page = admin_client.get(f"/admin/shop/order/{held.pk}/change/").content.decode()
+    movements_page = admin_client.get(f"/admin/shop/stockmovement/?product__id__exact={mug.pk}")
+
+    assert "Held by checkout" in order_page and "Sold (its hold became a sale)" in order_page
+    assert movements_page.status_code == 200
+    assert movements_page.content.decode().count(held.reference) == 2
