@@ -1,8 +1,10 @@
+from typing import Any
+
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from shop.catalogue.models import Product
+from shop.catalogue.models import Product, StockMovement
 from shop.notifications.models import Notification
 from shop.notifications.services import notification_resend
 from shop.orders.models import Order, OrderLine, OrderTransition
@@ -12,8 +14,32 @@ from shop.payments.webhooks import webhook_event_replay
 
 @admin.register(Product)
 class ProductAdmin(admin.ModelAdmin):
-    list_display = ["name", "unit_amount", "position", "active"]
+    list_display = ["name", "unit_amount", "stock", "held", "available", "position", "active"]
     list_editable = ["position", "active"]
+    fields = [
+        "name",
+        "description",
+        "unit_amount",
+        "stock",
+        "sold",
+        "held",
+        "available",
+        "position",
+        "active",
+    ]
+    readonly_fields = ["sold", "held", "available"]
+
+    @admin.display(description="available")
+    def available(self, obj: Product) -> str:
+        return "unlimited" if obj.available is None else str(obj.available)
+
+    def save_model(self, request: HttpRequest, obj: Product, form: Any, change: bool) -> None:
+        if change:
+            # Checkouts hold and sell units while the form is open: write only what the owner
+            # changed, never the held and sold counts the page was drawn with.
+            obj.save(update_fields=form.changed_data)
+        else:
+            super().save_model(request, obj, form, change)
 
 
 class ReadOnlyInline(admin.TabularInline):
@@ -54,6 +80,11 @@ class NotificationInline(ReadOnlyInline):
     show_change_link = True
 
 
+class StockMovementInline(ReadOnlyInline):
+    model = StockMovement
+    fields = readonly_fields = ("created_at", "product", "kind", "quantity", "cause", "event_id")
+
+
 @admin.register(Order)
 class OrderAdmin(admin.ModelAdmin):
     list_display = [
@@ -68,7 +99,7 @@ class OrderAdmin(admin.ModelAdmin):
     list_filter = ["status", "needs_review", "created_at"]
     search_fields = ["reference", "checkout_session_id", "payment_intent_id", "email"]
     date_hierarchy = "created_at"
-    inlines = [OrderLineInline, OrderTransitionInline, NotificationInline]
+    inlines = [OrderLineInline, OrderTransitionInline, StockMovementInline, NotificationInline]
     # Money and Stripe facts only change through the payment code, never by hand.
     readonly_fields = [
         "reference",
@@ -126,7 +157,20 @@ class NotificationAdmin(admin.ModelAdmin):
                 messages.SUCCESS,
             )
 
+
+@admin.register(StockMovement)
+class StockMovementAdmin(admin.ModelAdmin):
+    """Every unit held, released and sold, by product and order: the story behind the counts."""
+
+    list_display = ["created_at", "product", "kind", "quantity", "order", "cause", "event_id"]
+    list_filter = ["product", "kind", "cause"]
+    search_fields = ["order__reference", "event_id"]
+    list_select_related = ["product", "order"]
+
     def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:

@@ -1,7 +1,7 @@
 """Every model of the shop, for Django: each lives with its domain."""
 
 from shop.background.models import Schedule
-from shop.catalogue.models import Product
+from shop.catalogue.models import Product, StockMovement, StockMovementKind
 from shop.notifications.models import Notification, NotificationKind, NotificationStatus
 from shop.orders.limits import MAX_AMOUNT, MAX_QUANTITY, MIN_CHARGE
 from shop.orders.models import (
@@ -30,6 +30,8 @@ __all__ = [
     "Product",
     "Refund",
     "Schedule",
+    "StockMovement",
+    "StockMovementKind",
     "WebhookDelivery",
     "WebhookEvent",
     "new_order_reference",

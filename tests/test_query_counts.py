@@ -3,6 +3,7 @@
 import pytest
 from django.test import Client
 
+from shop.catalogue.models import Product
 from tests.conftest import buy, last_order, post_event
 from tests.test_pages import _paid_orders
 
@@ -44,6 +45,77 @@ def test_checkout_queries(client, products, fake_stripe, big_history, django_ass
         assert buy(client, products, 0, 2, 0).status_code == 303
     with django_assert_num_queries(4):  # the same cart again: no insert, no Stripe call
         assert buy(client, products, 0, 2, 0).status_code == 303
+
+
+# Limited stock: what holding, releasing and selling add. Products of unlimited stock (the pins
+# above) add nothing: the order's products' limits come with the order's own read.
+
+
+@pytest.fixture
+def limited(products):
+    Product.objects.filter(pk__in=[products[1].pk, products[2].pk]).update(stock=50)
+
+
+def test_checkout_queries_with_limited_stock(
+    products, fake_stripe, limited, django_assert_num_queries
+):
+    # The 7 above, plus in the transaction: one conditional UPDATE per limited product (held =
+    # held + q where enough is available), and the order's hold movements in one INSERT.
+    with django_assert_num_queries(9):
+        assert buy(Client(), products, 1, 2, 0).status_code == 303
+    with django_assert_num_queries(10):  # two limited products: one UPDATE each
+        assert buy(Client(), products, 1, 2, 3).status_code == 303
+
+
+def test_checkout_queries_switching_carts_with_limited_stock(
+    client, products, fake_stripe, limited, django_assert_num_queries
+):
+    buy(client, products, 0, 1, 0)
+    # The 11 above; the new order's hold (UPDATE, INSERT of its movement); the old order's
+    # release when its expiry is recorded (its hold movements read, one UPDATE per product,
+    # the release movements' INSERT).
+    with django_assert_num_queries(16):
+        assert buy(client, products, 0, 2, 0).status_code == 303
+    with django_assert_num_queries(4):  # the same cart again: its order and hold as they are
+        assert buy(client, products, 0, 2, 0).status_code == 303
+
+
+def test_checkout_refused_for_want_of_stock_queries(
+    products, fake_stripe, limited, django_assert_num_queries
+):
+    Product.objects.filter(pk=products[1].pk).update(stock=1)
+    # Products; the transaction (savepoint, the browser's orders, the order's INSERT, the UPDATE
+    # that finds too few, rollback, release); this browser's own holds; overdue holds of the
+    # product looked for; the products as they are now, for the message; the page's products.
+    with django_assert_num_queries(11):
+        assert buy(Client(), products, 0, 2, 0).status_code == 409
+
+
+def test_webhook_queries_with_limited_stock(
+    client, products, fake_stripe, limited, django_assert_num_queries
+):
+    buy(client, products, 0, 2, 0)
+    order = last_order()
+    fake_stripe.complete(order.checkout_session_id)
+    event = fake_stripe.session_event("checkout.session.completed", order.checkout_session_id)
+    # The 16 of an unlimited order's payment (below), plus the order's lines with their stock
+    # and hold, one UPDATE per product (held - q, sold + q) and the sale movements' INSERT.
+    with django_assert_num_queries(19):
+        assert post_event(client, fake_stripe, event).status_code == 200
+    another = fake_stripe.session_event("checkout.session.completed", order.checkout_session_id)
+    # Another event for the same payment: the order read says paid, so no compare-and-set and
+    # no stock read; the payment's row is still locked (a refund may be racing it).
+    with django_assert_num_queries(11):
+        assert post_event(client, fake_stripe, another).status_code == 200
+
+    buy(Client(), products, 0, 3, 0)
+    order = last_order()
+    fake_stripe.expire(order.checkout_session_id)
+    event = fake_stripe.session_event("checkout.session.expired", order.checkout_session_id)
+    # The delivery, the event row, the order, its compare-and-set and transition, the outcomes
+    # (11); the release: hold movements read, one UPDATE per product, one INSERT.
+    with django_assert_num_queries(14):
+        assert post_event(client, fake_stripe, event).status_code == 200
 
 
 def test_webhook_queries(client, products, fake_stripe, big_history, django_assert_num_queries):

@@ -1,18 +1,22 @@
 """Turning a cart into a Stripe Checkout Session, once per cart, whatever the customer clicks."""
 
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Q, Sum
 from django.utils import timezone
 
+from shop.catalogue.models import StockMovement, StockMovementKind
+from shop.catalogue.selectors import products_cache_clear
+from shop.catalogue.stock import OutOfStock, StockLine, stock_hold, stock_shortages
 from shop.errors import ShopError
 from shop.orders.cart import PricedCart
 from shop.orders.models import Order, OrderLine, OrderStatus
-from shop.orders.services import order_apply_session, order_transition
+from shop.orders.services import order_apply_session, order_transition, orders_expire_overdue
 from shop.payments import get_gateway
 from shop.payments.types import (
     CheckoutLine,
@@ -44,7 +48,7 @@ def checkout_start(
     never arrive for an order we do not have.
     """
     gateway = get_gateway()
-    opened = _open_order_for_cart(customer_key=customer_key, cart=cart)
+    opened = _open_order_for_cart(customer_key=customer_key, cart=cart, gateway=gateway)
     order = opened.order
     _close_released_checkouts(released=opened.released, gateway=gateway)
     if order.checkout_url:
@@ -102,8 +106,11 @@ class OpenedOrder:
     released: list[Order]
 
 
-def _open_order_for_cart(*, customer_key: str, cart: PricedCart) -> OpenedOrder:
+def _open_order_for_cart(
+    *, customer_key: str, cart: PricedCart, gateway: PaymentGateway
+) -> OpenedOrder:
     """The browser's open order for this cart, creating it (and releasing any other) if needed."""
+    freed = False
     for _ in range(3):
         try:
             with transaction.atomic():
@@ -111,6 +118,14 @@ def _open_order_for_cart(*, customer_key: str, cart: PricedCart) -> OpenedOrder:
         except IntegrityError:
             # A concurrent request of the same browser created its open order first; use it.
             continue
+        except OutOfStock as short:
+            # Rolled back: no order, nothing held, and Stripe not called.
+            own = _held_by_browser(customer_key=customer_key, product_ids=short.wanted)
+            if freed or not _free_stock_for(
+                customer_key=customer_key, wanted=short.wanted, own=own, gateway=gateway
+            ):
+                raise _out_of_stock_error(wanted=short.wanted, own=own) from None
+            freed = True
     raise ShopError("Too many checkouts at once from this browser. Please try again.", status=409)
 
 
@@ -140,13 +155,25 @@ def _open_order_for_cart_once(*, customer_key: str, cart: PricedCart) -> OpenedO
         Order.objects.filter(pk=current.pk).update(released_at=now)
         current.released_at = now
         released.append(current)
+    # Products of limited stock as read with the cart; one made limited since is counted when
+    # the order is paid (see services._sale_lines).
+    limited = [
+        StockLine(line.product.pk, line.quantity)
+        for line in cart.lines
+        if line.product.stock is not None
+    ]
     order = Order.objects.create(
         customer_key=customer_key,
         currency=cart.currency,
         amount_total=cart.total,
         cart_key=cart.key,
         checkout_expires_at=now + timedelta(minutes=settings.CHECKOUT_SESSION_MINUTES),
+        holds_stock=bool(limited),
     )
+    if limited:
+        # Held in the transaction that creates the order: Stripe sessions live at least 30
+        # minutes, and a unit held for one can be paid by no other until it is released.
+        stock_hold(order_id=order.pk, lines=limited, cause="checkout")
     lines = OrderLine.objects.bulk_create(
         OrderLine(
             order=order,
@@ -158,6 +185,67 @@ def _open_order_for_cart_once(*, customer_key: str, cart: PricedCart) -> OpenedO
         for line in cart.lines
     )
     return OpenedOrder(order, lines, released)
+
+
+def _free_stock_for(
+    *, customer_key: str, wanted: dict[int, int], own: dict[int, int], gateway: PaymentGateway
+) -> bool:
+    """Before refusing a cart for want of stock, give back what no longer needs holding; True
+    if anything was given back (the cart is then tried once more).
+
+    Holds of checkouts that ended long ago but whose end never reached us (the shop's clock),
+    and this browser's own: a customer who holds the last units and changes the cart must not
+    be told they are gone. Its checkouts are closed only if that makes the new cart fit.
+    """
+    freed = bool(orders_expire_overdue(product_ids=wanted))
+    if not own or stock_shortages(wanted, held_by_asker=own):
+        return freed
+    with transaction.atomic():
+        pending = list(
+            Order.objects.select_for_update()
+            .filter(customer_key=customer_key, status=OrderStatus.PENDING)
+            .order_by("id")
+        )
+        Order.objects.filter(pk__in=[o.pk for o in pending], released_at__isnull=True).update(
+            released_at=timezone.now()
+        )
+    _close_released_checkouts(released=pending, gateway=gateway)
+    return True
+
+
+def _held_by_browser(*, customer_key: str, product_ids: Collection[int]) -> dict[int, int]:
+    """Units of these products this browser's pending orders hold."""
+    return dict(
+        StockMovement.objects.filter(
+            order__customer_key=customer_key,
+            order__status=OrderStatus.PENDING,
+            kind=StockMovementKind.HOLD,
+            product_id__in=product_ids,
+        )
+        .values("product_id")
+        .annotate(total=Sum("quantity"))
+        .values_list("product_id", "total")
+    )
+
+
+def _out_of_stock_error(*, wanted: dict[int, int], own: dict[int, int]) -> ShopError:
+    # The storefront shown with this message must show the stock as it is now.
+    products_cache_clear()
+    shortages = stock_shortages(wanted, held_by_asker=own)
+    if not shortages:
+        return ShopError(
+            "What is in stock changed while you were buying. Please check and press Buy again.",
+            status=409,
+        )
+    left = "; ".join(
+        f"{s.name}: sold out" if s.available == 0 else f"{s.name}: only {s.available} left"
+        for s in shortages
+    )
+    return ShopError(
+        f"Not enough in stock ({left}). Lower the quantity and press Buy again; "
+        "nothing was reserved or charged.",
+        status=409,
+    )
 
 
 def _close_released_checkouts(*, released: list[Order], gateway: PaymentGateway) -> None:

@@ -46,6 +46,9 @@ class Order(models.Model):
     checkout_expires_at = models.DateTimeField()
     # Set when the browser started another cart: this order's checkout is being closed.
     released_at = models.DateTimeField(null=True, blank=True)
+    # Set once, at checkout: stock was held for its products of limited stock (its "hold"
+    # stock movements say which). Leaving pending releases or sells exactly that.
+    holds_stock = models.BooleanField(default=False)
     payment_intent_id = models.CharField(max_length=255, blank=True)
     # What has been given back (succeeded refunds, or the provider's refunded total if higher):
     # all of it makes the order refunded; less shows as "partially refunded".

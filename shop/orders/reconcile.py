@@ -18,6 +18,7 @@ from shop.orders.services import (
     order_apply_session,
     order_flag_for_review,
     order_transition,
+    orders_expire_overdue,
 )
 from shop.payments import get_gateway
 from shop.payments.types import PaymentError, PaymentGateway, RefundedCharge, SessionMissing
@@ -81,6 +82,10 @@ def _reconcile_pending(report: ReconcileReport, gateway: PaymentGateway) -> None
         outcome = order_apply_session(session=session, cause="reconcile")
         if outcome.kind in {Kind.APPLIED, Kind.FLAGGED}:
             report.changes.append(f"{order.reference}: {outcome}")
+    # Whatever Stripe could not tell (unreachable, a payment still processing): a checkout long
+    # past its end gives its stock back.
+    for order in orders_expire_overdue(now=now):
+        report.changes.append(f"{order.reference}: expired (checkout ended, stock released)")
 
 
 def _reconcile_refunds(report: ReconcileReport, gateway: PaymentGateway) -> None:

@@ -2,47 +2,82 @@
 
 Every status change goes through `order_transition`, a compare-and-set in one transaction:
 whoever calls it first (webhook, success page, reconcile, demo Pay) wins, everyone else sees
-no change. The webhook, the success page, reconcile and the demo Pay all call
+no change. The order's stock follows its status in that same transaction, so it is released
+or sold exactly once too. The webhook, the success page, reconcile and the demo Pay all call
 `order_apply_session`.
 """
 
 import logging
+from collections.abc import Collection
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
+from shop.catalogue.models import StockMovement, StockMovementKind
+from shop.catalogue.stock import (
+    OutOfStock,
+    StockLine,
+    stock_release,
+    stock_sell,
+    stock_shortages,
+)
 from shop.notifications.services import (
     notifications_queue_for_review,
     notifications_queue_for_status,
 )
-from shop.orders.models import Order, OrderStatus, OrderTransition, email_normalized
+from shop.orders.models import Order, OrderLine, OrderStatus, OrderTransition, email_normalized
 from shop.payments.models import Payment
 from shop.payments.types import CheckoutSession, RefundedCharge
 from shop.results import Kind, Outcome
 
 logger = logging.getLogger(__name__)
 
-# Each status has exactly one status it can be entered from; there are no cycles.
-ALLOWED_SOURCE: dict[OrderStatus, OrderStatus] = {
-    OrderStatus.PAID: OrderStatus.PENDING,
-    OrderStatus.FAILED: OrderStatus.PENDING,
-    OrderStatus.EXPIRED: OrderStatus.PENDING,
-    OrderStatus.REFUNDED: OrderStatus.PAID,
+# The statuses each status can be entered from, the usual one first. Paid is also entered from
+# expired or failed: a payment that arrives after its checkout ended is taken when its stock
+# still can be (see _apply_paid). Nothing leads back to pending, expired or failed, so there are
+# no cycles and every order still enters each status at most once.
+ALLOWED_SOURCES: dict[OrderStatus, tuple[OrderStatus, ...]] = {
+    OrderStatus.PAID: (OrderStatus.PENDING, OrderStatus.EXPIRED, OrderStatus.FAILED),
+    OrderStatus.FAILED: (OrderStatus.PENDING,),
+    OrderStatus.EXPIRED: (OrderStatus.PENDING,),
+    OrderStatus.REFUNDED: (OrderStatus.PAID,),
 }
+LATE_PAYMENT_SOURCES = (OrderStatus.EXPIRED, OrderStatus.FAILED)
+# Stripe completes no session after its expires_at; past that and this margin (for a payment
+# completed at the last second whose webhook is still on its way) the shop's own clock gives
+# the stock of a pending order back. A payment that still comes is a late payment.
+CHECKOUT_END_MARGIN = timedelta(minutes=10)
 
 
 def order_transition(
-    *, order: Order, to: OrderStatus, cause: str, event_id: str = "", **fields: Any
+    *,
+    order: Order,
+    to: OrderStatus,
+    cause: str,
+    event_id: str = "",
+    source: OrderStatus | None = None,
+    **fields: Any,
 ) -> bool:
-    """Move `order` to `to` if it is still in the one allowed source status. True if it moved."""
-    source = ALLOWED_SOURCE[to]
+    """Move `order` from `source` (by default the usual one) to `to` if it is still there, and
+    its stock with it: leaving pending releases its hold, becoming paid sells its units. True
+    if it moved.
+
+    Raises OutOfStock, with nothing changed, for a payment whose units are no longer available.
+    """
+    source = source or ALLOWED_SOURCES[to][0]
+    if source not in ALLOWED_SOURCES[to]:
+        raise ValueError(f"an order never goes from {source} to {to}")
     now = timezone.now()
     if to == OrderStatus.PAID:
         fields.setdefault("paid_at", now)
-    # No savepoint of its own: inside a caller's transaction the writes still stand or fall
-    # together with it, and so do the emails the change owes (a rolled-back change sends none).
-    with transaction.atomic(savepoint=False):
+    sale = _sale_lines(order, source) if to == OrderStatus.PAID else []
+    # No savepoint of its own unless units must be taken, which can fail: inside a caller's
+    # transaction the writes still stand or fall together with it, and so do the emails the
+    # change owes (a rolled-back change sends none).
+    with transaction.atomic(savepoint=any(not line.held for line in sale)):
         moved = Order.objects.filter(pk=order.pk, status=source).update(
             status=to, updated_at=now, **fields
         )
@@ -55,6 +90,11 @@ def order_transition(
                 event_id=event_id,
                 created_at=now,
             )
+            if to == OrderStatus.PAID:
+                if sale:
+                    stock_sell(order_id=order.pk, lines=sale, cause=cause, event_id=event_id)
+            elif source == OrderStatus.PENDING and order.holds_stock:
+                stock_release(order_id=order.pk, cause=cause, event_id=event_id)
             order.status = to
             for name, value in fields.items():
                 setattr(order, name, value)
@@ -69,6 +109,59 @@ def order_transition(
             f", event {event_id}" if event_id else "",
         )
     return bool(moved)
+
+
+def _sale_lines(order: Order, source: OrderStatus) -> list[StockLine]:
+    """The order's lines that a payment sells from stock: those its hold covers, and those of
+    products with limited stock now (stock set after the checkout, or a hold already released).
+    Nothing is read for an order known to have neither."""
+    if not order.holds_stock and not getattr(order, "sells_limited_stock", True):
+        return []
+    holding = source == OrderStatus.PENDING and order.holds_stock
+    rows = (
+        OrderLine.objects.filter(order=order)
+        .annotate(
+            held=Exists(
+                StockMovement.objects.filter(
+                    order=order, product=OuterRef("product"), kind=StockMovementKind.HOLD
+                )
+            )
+        )
+        .values_list("product_id", "quantity", "product__stock", "held")
+    )
+    return [
+        StockLine(product_id, quantity, held=holding and held)
+        for product_id, quantity, stock, held in rows
+        if (holding and held) or stock is not None
+    ]
+
+
+def orders_expire_overdue(
+    *, product_ids: Collection[int] | None = None, now: datetime | None = None
+) -> list[Order]:
+    """Expire the pending orders that hold stock (of these products) although their checkout
+    ended more than CHECKOUT_END_MARGIN ago, giving their stock back: the shop's own clock, for
+    when Stripe's checkout.session.expired was missed. Each is one compare-and-set, so the event,
+    reconcile and this may all arrive at once: the first expires it, the others see no change."""
+    now = now or timezone.now()
+    overdue = Order.objects.filter(
+        status=OrderStatus.PENDING,
+        holds_stock=True,
+        checkout_expires_at__lt=now - CHECKOUT_END_MARGIN,
+    )
+    if product_ids is not None:
+        overdue = overdue.filter(
+            Exists(
+                StockMovement.objects.filter(
+                    order=OuterRef("pk"), kind=StockMovementKind.HOLD, product_id__in=product_ids
+                )
+            )
+        )
+    return [
+        order
+        for order in overdue.order_by("id")
+        if order_transition(order=order, to=OrderStatus.EXPIRED, cause="checkout_overdue")
+    ]
 
 
 def order_flag_for_review(*, order: Order, reason: str) -> None:
@@ -135,15 +228,10 @@ def _apply_paid(order: Order, session: CheckoutSession, cause: str, event_id: st
     # Locked before the order becomes paid: a refund of this payment being applied right now
     # either committed before (and is seen below) or waits, and then finds the paid order.
     payment = _payment_locked(session.payment_intent_id) if session.payment_intent_id else None
-    moved = order_transition(
-        order=order,
-        to=OrderStatus.PAID,
-        cause=cause,
-        event_id=event_id,
-        checkout_session_id=session.id,
-        payment_intent_id=session.payment_intent_id or "",
-        email=email_normalized(session.customer_email),
-    )
+    try:
+        moved = _transition_to_paid(order, session, cause, event_id)
+    except OutOfStock as short:
+        return _payment_without_stock(order=order, session=session, wanted=short.wanted)
     if moved:
         if payment is not None and payment.amount_refunded:
             # Stripe does not order events: the refund may have arrived before its payment.
@@ -154,14 +242,61 @@ def _apply_paid(order: Order, session: CheckoutSession, cause: str, event_id: st
                 event_id=payment.refund_event_id,
             )
         return Outcome(Kind.APPLIED, "paid", order)
-    order.refresh_from_db(fields=["status"])
-    if order.status in {OrderStatus.EXPIRED, OrderStatus.FAILED}:
-        # Money arrived for an order we had given up on: never drop it silently.
-        order_flag_for_review(
-            order=order, reason=f"payment received through {session.id} after order {order.status}"
-        )
-        return Outcome(Kind.FLAGGED, f"paid after order was {order.status}", order)
     return Outcome(Kind.NO_CHANGE, f"order is {order.status}", order)
+
+
+def _transition_to_paid(order: Order, session: CheckoutSession, cause: str, event_id: str) -> bool:
+    """Pending becomes paid. So does an order whose checkout ended before its payment came (the
+    session completed just as it expired, a bank debit that settled days later): its units
+    were given back, and are taken again if still available (OutOfStock if not)."""
+    paid_fields = {
+        "checkout_session_id": session.id,
+        "payment_intent_id": session.payment_intent_id or "",
+        "email": email_normalized(session.customer_email),
+    }
+    for _ in range(2):
+        if order.status not in (OrderStatus.PENDING, *LATE_PAYMENT_SOURCES):
+            return False  # paid already (or refunded): this is the same payment again
+        source = order.status if order.status in LATE_PAYMENT_SOURCES else OrderStatus.PENDING
+        if order_transition(
+            order=order,
+            to=OrderStatus.PAID,
+            source=OrderStatus(source),
+            cause=cause,
+            event_id=event_id,
+            **paid_fields,
+        ):
+            if source != OrderStatus.PENDING:
+                logger.warning(
+                    "order %s paid through %s after it was %s", order.reference, session.id, source
+                )
+            return True
+        order.refresh_from_db(fields=["status"])
+        if order.status not in LATE_PAYMENT_SOURCES:
+            return False
+    return False
+
+
+def _payment_without_stock(
+    *, order: Order, session: CheckoutSession, wanted: dict[int, int]
+) -> Outcome:
+    """Money for units that are no longer there: the order's hold was released (or its product
+    was given a stock after its checkout) and others bought them. Nothing is taken, nothing is
+    dropped: the order keeps its status and is flagged for the owner, who refunds it.
+
+    The one place that decides what happens to such a payment (an automatic refund goes here).
+    """
+    shortages = stock_shortages(wanted)
+    detail = "; ".join(f"{s.name}: {s.wanted} paid for, {s.available} left" for s in shortages)
+    order_flag_for_review(
+        order=order,
+        reason=(
+            f"sold out: payment {session.payment_intent_id or ''} received through {session.id} "
+            f"while the order was {order.status}, but its stock is gone ({detail or 'sold out'}); "
+            "nothing was taken: refund it"
+        ),
+    )
+    return Outcome(Kind.FLAGGED, "paid, but sold out: flagged for a refund", order)
 
 
 def order_apply_refund(*, charge: RefundedCharge, cause: str, event_id: str = "") -> Outcome:
@@ -216,4 +351,14 @@ def _payment_locked(payment_intent_id: str) -> Payment:
 def _order_for_session(session: CheckoutSession) -> Order | None:
     if not session.order_reference:
         return None
-    return Order.objects.filter(reference=session.order_reference).first()
+    return (
+        Order.objects.filter(reference=session.order_reference)
+        .annotate(
+            # In the same statement: a payment of an order whose products all have unlimited
+            # stock reads and writes nothing more (see _sale_lines).
+            sells_limited_stock=Exists(
+                OrderLine.objects.filter(order=OuterRef("pk"), product__stock__isnull=False)
+            )
+        )
+        .first()
+    )

@@ -3,9 +3,9 @@ standing in for Stripe's hosted one. Used when no Stripe key is set (and, in pro
 when asked for with SHOP_DEMO_PAYMENTS).
 
 Sessions live in the orders themselves: the demo session of an order is open while the order is
-pending, complete once it is paid. Its Pay step answers what Stripe would report after a
-payment, and the shop applies that through the same fulfilment function as a real payment;
-nothing leaves the machine.
+pending (until its expiry time, as at Stripe), complete once it is paid. Its Pay step answers
+what Stripe would report after a payment, and the shop applies that through the same
+fulfilment function as a real payment; nothing leaves the machine.
 """
 
 from collections.abc import Iterator
@@ -13,6 +13,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from django.urls import reverse
+from django.utils import timezone
 
 from shop.orders.models import Order, OrderStatus
 from shop.payments.types import (
@@ -72,6 +73,9 @@ def _session_for(order: Order, session_id: str) -> CheckoutSession:
         OrderStatus.FAILED: ("complete", "unpaid"),
         OrderStatus.EXPIRED: ("expired", "unpaid"),
     }.get(OrderStatus(order.status), ("open", "unpaid"))
+    if status == "open" and order.checkout_expires_at <= timezone.now():
+        # Like Stripe's: past its expires_at a session can no longer be paid.
+        status = "expired"
     return CheckoutSession(
         id=session_id,
         url=reverse("shop:demo_checkout", args=[session_id]),

@@ -44,11 +44,12 @@
   }
 
   function updateTotal() {
-    var sum = 0, pieces = 0, valid = true;
+    var sum = 0, pieces = 0, valid = true, tooMany = null;
     cartItems().forEach(function (entry) {
       var quantity = quantityOf(entry.input);
       entry.input.setAttribute("aria-invalid", quantity === null ? "true" : "false");
       if (quantity === null) { valid = false; }
+      if (entry.input.validity.rangeOverflow && !tooMany) { tooMany = entry; }
       var line = "";
       if (quantity !== null && quantity > 0) {
         sum += quantity * entry.unit;
@@ -59,7 +60,9 @@
     });
     if (!valid) {
       total.textContent = "—";
-      count.textContent = "Quantities are whole numbers from 0 to " + MAX_QUANTITY + ".";
+      count.textContent = tooMany && parseInt(tooMany.input.max, 10) < MAX_QUANTITY ?
+        tooMany.item.querySelector("h2").textContent.trim() + ": only " + tooMany.input.max + " left." :
+        "Quantities are whole numbers from 0 to " + MAX_QUANTITY + ".";
     } else {
       total.textContent = dollars(sum);
       count.textContent = pieces === 1 ? "1 item" : pieces + " items";
@@ -81,9 +84,13 @@
         // Out of the Tab order: the field itself takes typing and the arrow keys, so keyboard
         // users reach Buy in one Tab per product; the buttons are for pointers and touch.
         button.tabIndex = -1;
+        // Sold out: the field is disabled, and so are its buttons.
+        button.disabled = input.disabled;
         button.addEventListener("click", function () {
           var current = parseInt(input.value, 10) || 0;
-          input.value = String(Math.min(MAX_QUANTITY, Math.max(0, current + delta)));
+          // The field's max is what is available (at most MAX_QUANTITY).
+          var most = parseInt(input.max, 10) || MAX_QUANTITY;
+          input.value = String(Math.min(most, Math.max(0, current + delta)));
           input.dispatchEvent(new Event("input", { bubbles: true }));
         });
         return button;
