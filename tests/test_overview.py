@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from django.utils import timezone
 
 from shop.orders.models import Order, OrderLine, OrderStatus
 from shop.refunds.models import Dispute, Refund, RefundOrigin, RefundStatus
@@ -19,6 +20,7 @@ from shop.reports.selectors import (
     orders_needing_review,
     overview,
 )
+from shop.web.chart import revenue_chart
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -286,3 +288,114 @@ def test_an_empty_shop_has_thirty_zero_days(db, berlin):
     assert [day.sales for day in figures.revenue] == [0] * 30
     assert figures.sales == figures.refunded == figures.paid_orders == 0
     assert figures.best_sellers == [] and figures.review == ReviewList([], 0)
+
+
+# --- The page -----------------------------------------------------------------------------------
+
+OVERVIEW_URL = "/admin/overview/"
+
+
+@pytest.fixture
+def recent_sales(products):
+    """Sales of yesterday and today, a refund today, an order needing review."""
+    beans, mug, _ = products
+    now = timezone.now()
+    sold = order([(beans, 2)], paid_at=now - timedelta(days=1))
+    order([(mug, 1)], paid_at=now - timedelta(minutes=5))
+    refund(sold, 1000, now - timedelta(minutes=1))
+    flagged = order(
+        [(mug, 2)],
+        status=OrderStatus.EXPIRED,
+        created_at=now - timedelta(hours=2),
+        needs_review=True,
+        review_reason="Paid after its checkout expired.",
+    )
+    return {"sold": sold, "flagged": flagged}
+
+
+def test_overview_shows_the_figures_and_says_what_they_mean(admin_client, recent_sales):
+    response = admin_client.get(OVERVIEW_URL)
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert '<dd class="overview-figure" id="total-sales">$43.00</dd>' in page  # 2500 + 1800
+    assert '<dd class="overview-figure" id="total-refunds">$10.00</dd>' in page
+    assert '<dd class="overview-figure" id="total-net">$33.00</dd>' in page
+    assert "the totals of the orders paid that day" in page
+    assert "the money given back that day" in page
+    # The chart: one bar per day, today's included, with a title and described by the table.
+    assert page.count('<g class="chart-day"') == 30
+    assert 'role="img" aria-labelledby="revenue-chart-title"' in page
+    assert 'aria-details="revenue-table"' in page and '<table id="revenue-table">' in page
+    assert '<caption id="revenue-table-caption">Revenue per day</caption>' in page
+    assert page.count('<th scope="row"><time datetime=') == 30
+    # Each order needing review links to its admin page.
+    flagged = recent_sales["flagged"]
+    assert f'<a href="/admin/shop/order/{flagged.pk}/change/">{flagged.reference}</a>' in page
+    assert "Paid after its checkout expired." in page
+
+
+def test_overview_page_has_no_inline_style_or_script(admin_client, recent_sales):
+    page = admin_client.get(OVERVIEW_URL).content.decode()
+
+    assert " style=" not in page and "<style" not in page
+    assert page.count("<script") == page.count("<script src=")
+    assert "/static/shop/overview.css" in page
+
+
+def test_the_admin_index_links_to_the_overview(admin_client):
+    page = admin_client.get("/admin/").content.decode()
+
+    assert f'<a href="{OVERVIEW_URL}" id="owner-overview-link">Owner\'s overview</a>' in page
+
+
+def test_anonymous_visitors_are_sent_to_the_admin_login(client, recent_sales):
+    response = client.get(OVERVIEW_URL)
+
+    assert response.status_code == 302
+    assert response["Location"] == f"/admin/login/?next={OVERVIEW_URL}"
+
+
+def test_a_logged_in_customer_who_is_not_staff_is_refused(client, django_user_model, recent_sales):
+    client.force_login(django_user_model.objects.create_user("customer", password="pw-1234567"))
+
+    response = client.get(OVERVIEW_URL)
+
+    assert response.status_code == 302
+    assert response["Location"].startswith("/admin/login/")
+    assert b"$43.00" not in client.get(OVERVIEW_URL, follow=True).content
+
+
+def test_staff_who_may_not_see_orders_are_refused(client, django_user_model, recent_sales):
+    from django.contrib.auth.models import Permission
+
+    clerk = django_user_model.objects.create_user("clerk", password="pw-1234567", is_staff=True)
+    client.force_login(clerk)
+    assert client.get(OVERVIEW_URL).status_code == 403
+
+    clerk.user_permissions.add(Permission.objects.get(codename="view_order"))
+    assert client.get(OVERVIEW_URL).status_code == 200
+
+
+def test_the_overview_only_answers_reads(admin_client, db):
+    assert admin_client.post(OVERVIEW_URL).status_code == 405
+
+
+def test_chart_draws_sales_up_and_refunds_down_on_one_round_scale():
+    days = [Day(date(2025, 3, 1) + timedelta(days=n), 0, 0, 0) for n in range(30)]
+    days[3] = Day(days[3].day, orders=4, sales=30000, refunds=0)
+    days[5] = Day(days[5].day, orders=0, sales=0, refunds=7500)
+    days[6] = Day(days[6].day, orders=1, sales=1, refunds=0)
+
+    chart = revenue_chart(days)
+
+    assert len(chart.bars) == 30
+    big, refund_day, tiny, empty = chart.bars[3], chart.bars[5], chart.bars[6], chart.bars[0]
+    assert big.sales_y + big.sales_height == chart.zero_y
+    assert refund_day.refunds_height == pytest.approx(big.sales_height / 4, abs=0.1)
+    assert tiny.sales_height == 1.0  # a sale of a cent still shows
+    assert empty.sales_height == empty.refunds_height == 0  # a zero bar, in its place
+    assert [tick.amount for tick in chart.ticks] == [30000, 20000, 10000, 0]
+    assert chart.ticks[0].y == chart.bars[3].sales_y  # the top tick is the best day
+    # Dates under every seventh bar, counted back from the last day.
+    assert [bar.day.day.day for bar in chart.bars if bar.labelled] == [2, 9, 16, 23, 30]
