@@ -399,3 +399,31 @@ def test_chart_draws_sales_up_and_refunds_down_on_one_round_scale():
     assert chart.ticks[0].y == chart.bars[3].sales_y  # the top tick is the best day
     # Dates under every seventh bar, counted back from the last day.
     assert [bar.day.day.day for bar in chart.bars if bar.labelled] == [2, 9, 16, 23, 30]
+
+
+def _plan(sql):
+    from django.db import connection
+
+    prefix = "EXPLAIN QUERY PLAN " if connection.vendor == "sqlite" else "EXPLAIN "
+    with connection.cursor() as cursor:
+        cursor.execute(prefix + sql)
+        return "\n".join(" ".join(str(c) for c in row) for row in cursor.fetchall())
+
+
+def test_the_order_figures_read_through_indexes_not_every_order(products):
+    """With years of orders and the statistics autovacuum would gather, the figures over orders
+    read the window's or the flagged orders through an index, on both databases."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from devtools.overview import orders_for_overview_create
+
+    orders_for_overview_create(count=6000, days=1000)  # runs ANALYZE
+
+    with CaptureQueriesContext(connection) as queries:
+        overview()
+    sales, _, statuses, _, _, review, _ = (_plan(q["sql"]) for q in queries.captured_queries)
+
+    assert "order_paid_at_idx" in sales, sales
+    assert "order_status_idx" in statuses, statuses
+    assert "order_review_idx" in review, review
