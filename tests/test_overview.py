@@ -431,3 +431,17 @@ def test_the_order_figures_read_through_indexes_not_every_order(products):
     # Best sellers read the window's lines by order, not every line ever sold.
     assert "order_paid_at_idx" in best, best
     assert "Seq Scan on shop_orderline" not in best and "SCAN shop_orderline" not in best, best
+
+
+def test_each_status_count_links_to_the_orders_it_counts(admin_client, recent_sales, berlin):
+    import html
+    import re
+
+    page = admin_client.get(OVERVIEW_URL).content.decode()
+    links = dict(re.findall(r'<a href="([^"]+)">(Paid|Expired|Failed)</a>', page))
+    links = {label: html.unescape(url) for url, label in links.items()}
+
+    assert "created_at__gte=" in links["Paid"]  # the same 30 days, in the shop's zone
+    assert "2 orders" in admin_client.get(links["Paid"]).content.decode()
+    assert "1 order" in admin_client.get(links["Expired"]).content.decode()
+    assert "0 orders" in admin_client.get(links["Failed"]).content.decode()
