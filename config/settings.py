@@ -5,6 +5,7 @@ See `.env.example` for each variable.
 """
 
 import os
+import zoneinfo
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -53,7 +54,7 @@ ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "shop.apps.ShopAdminConfig",  # django.contrib.admin with the owner's overview
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -141,6 +142,15 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+# The shop's own days: the owner's overview counts a sale on the day it was paid in this zone.
+SHOP_TIME_ZONE = os.environ.get("SHOP_TIME_ZONE", "").strip() or "UTC"
+try:
+    zoneinfo.ZoneInfo(SHOP_TIME_ZONE)
+except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+    raise ImproperlyConfigured(
+        f"SHOP_TIME_ZONE={SHOP_TIME_ZONE!r} is not a time zone: use a name from the IANA "
+        "database, such as UTC, Europe/Berlin or America/New_York."
+    ) from None
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"

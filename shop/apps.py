@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.contrib.admin import apps as admin_apps
 
 
 class ShopConfig(AppConfig):
@@ -13,3 +14,11 @@ class ShopConfig(AppConfig):
 
         post_save.connect(products_cache_clear, sender=Product, dispatch_uid="products-cache")
         post_delete.connect(products_cache_clear, sender=Product, dispatch_uid="products-cache")
+
+
+class ShopAdminConfig(admin_apps.AdminConfig):
+    """Django's admin, on the shop's own site (it adds the owner's overview)."""
+
+    # Not the default of this module: "shop" in INSTALLED_APPS still means ShopConfig.
+    default = False
+    default_site = "shop.web.admin_site.ShopAdminSite"

@@ -4,6 +4,7 @@ import pytest
 from django.test import Client
 
 from shop.catalogue.models import Product
+from shop.orders.models import Order
 from tests.conftest import buy, last_order, post_event
 from tests.test_pages import _paid_orders
 
@@ -171,3 +172,16 @@ def test_demo_checkout_queries(client, products, demo, django_assert_num_queries
 def test_healthz_queries(client, db, django_assert_num_queries):
     with django_assert_num_queries(1):
         assert client.get("/healthz").status_code == 200
+
+
+def test_owner_overview_queries(admin_client, products, big_history, django_assert_num_queries):
+    from tests.test_overview import OVERVIEW_URL
+
+    Order.objects.filter(pk__in=Order.objects.order_by("id").values("id")[:3]).update(
+        needs_review=True
+    )
+    # The admin's session and user; then one statement per figure: sales per day, refunds per
+    # day, orders by status, this month's refunds, this month's disputes, orders needing review
+    # (their total counted in the same statement), best sellers.
+    with django_assert_num_queries(9):
+        assert admin_client.get(OVERVIEW_URL).status_code == 200

@@ -116,6 +116,12 @@ class Order(models.Model):
             ),
             # Plain, not partial: SQLite only uses a partial index it can prove from the query.
             models.Index(fields=["payment_intent_id"], name="order_intent_idx"),
+            # The owner's overview and the admin's filter: the few orders flagged for review.
+            models.Index(
+                fields=["created_at", "id"],
+                name="order_review_idx",
+                condition=Q(needs_review=True),
+            ),
         ]
 
     def __str__(self) -> str:

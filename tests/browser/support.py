@@ -2,19 +2,23 @@
 
 import json
 import os
+import random
 import tempfile
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import pytest
+from django.contrib.auth import get_user_model
+from django.utils import timezone
 from playwright.sync_api import Locator, Page, expect
 
 from shop.catalogue.models import Product
 from shop.orders.cart import cart_price
 from shop.orders.checkout import checkout_start
 from shop.orders.models import Order, OrderLine, OrderStatus
+from shop.refunds.models import Dispute, Refund, RefundOrigin, RefundStatus
 from shop.web.customer import COOKIE_NAME, customer_cookie_value
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,7 +39,7 @@ def placed_order(
     created_at: datetime,
     status: str = OrderStatus.PAID,
 ) -> Order:
-    """An order as a past purchase left it: paid (or refunded) with its line snapshot."""
+    """An order as a past purchase left it (paid, refunded, or not), with its line snapshot."""
     order = Order.objects.create(
         customer_key=customer_key,
         status=status,
@@ -44,7 +48,7 @@ def placed_order(
         cart_key=f"test-{created_at.timestamp()}",
         checkout_expires_at=created_at,
         created_at=created_at,
-        paid_at=created_at,
+        paid_at=created_at if status in (OrderStatus.PAID, OrderStatus.REFUNDED) else None,
     )
     OrderLine.objects.bulk_create(
         OrderLine(
@@ -57,6 +61,93 @@ def placed_order(
         for product, quantity in lines
     )
     return order
+
+
+def admin_login(page: Page, *, username: str = "owner") -> None:
+    """Log the page's browser in to the admin as a new superuser, through the login form."""
+    password = "owner-password-for-tests"  # noqa: S105
+    get_user_model().objects.create_superuser(username, f"{username}@example.com", password)
+    page.goto("/admin/login/")
+    page.locator("#id_username").fill(username)
+    page.locator("#id_password").fill(password)
+    page.locator("input[type=submit]").click()
+    page.wait_for_url("**/admin/")
+
+
+def month_of_sales(products: list[Product], *, seed: int = 14) -> None:
+    """Thirty days of a small shop, as the owner's overview shows them: sales most days (none on
+    one), refunds in full and in part, a dispute, failed and abandoned checkouts, two orders
+    needing review."""
+    rng = random.Random(seed)
+    now = timezone.now()
+    for days_ago in range(30):
+        if days_ago == 9:
+            continue  # a day without sales
+        for _ in range(rng.randint(1, 6)):
+            lines = [(p, rng.randint(1, 3)) for p in rng.sample(products, rng.randint(1, 2))]
+            when = now - timedelta(days=days_ago, minutes=rng.randint(0, 600))
+            status = rng.choices(
+                [OrderStatus.PAID, OrderStatus.FAILED, OrderStatus.EXPIRED], [8, 1, 1]
+            )[0]
+            placed_order(
+                customer_key=f"overview-{rng.randrange(40)}",
+                lines=lines,
+                created_at=when,
+                status=status,
+            )
+    paid = list(Order.objects.filter(status=OrderStatus.PAID).order_by("paid_at"))
+    # Refunds on past days, and (so that "this month" always shows some) minutes ago.
+    refunds = [(paid[3], 1, timedelta(days=20)), (paid[12], 2, timedelta(days=11))]
+    refunds += [(paid[-6], 1, timedelta(minutes=3)), (paid[-12], 3, timedelta(minutes=2))]
+    for order, share, ago in refunds:
+        given_back = order.amount_total // share
+        Order.objects.filter(pk=order.pk).update(
+            amount_refunded=given_back,
+            status=OrderStatus.REFUNDED if share == 1 else OrderStatus.PAID,
+        )
+        Refund.objects.create(
+            order=order,
+            payment_intent_id=f"pi_overview_{order.pk}",
+            amount=given_back,
+            currency="usd",
+            status=RefundStatus.SUCCEEDED,
+            origin=RefundOrigin.SHOP,
+            created_at=now - ago,
+        )
+    Refund.objects.create(
+        order=paid[-3],
+        payment_intent_id=f"pi_overview_{paid[-3].pk}",
+        amount=500,
+        currency="usd",
+        status=RefundStatus.PENDING,
+        origin=RefundOrigin.SHOP,
+        created_at=now - timedelta(minutes=1),
+    )
+    disputed = paid[-10]
+    Order.objects.filter(pk=disputed.pk).update(disputed=True)
+    Dispute.objects.create(
+        provider_dispute_id="dp_overview",
+        order=disputed,
+        payment_intent_id=f"pi_overview_{disputed.pk}",
+        amount=disputed.amount_total,
+        currency="usd",
+        status="needs_response",
+        evidence_due_by=now + timedelta(days=6),
+        created_at=now - timedelta(minutes=4),
+    )
+    Order.objects.filter(pk=paid[-2].pk).update(
+        needs_review=True, review_reason="Paid through an unexpected session."
+    )
+    expired = Order.objects.filter(status=OrderStatus.EXPIRED).order_by("-id")[0]
+    Order.objects.filter(pk=expired.pk).update(
+        needs_review=True, review_reason="Paid after its checkout expired."
+    )
+    placed_order(
+        customer_key="overview-open-checkout",
+        lines=[(products[0], 1)],
+        created_at=now - timedelta(minutes=20),
+        status=OrderStatus.PENDING,
+    )
 
 
 def login(page: Page, *, base_url: str, customer_key: str) -> None:

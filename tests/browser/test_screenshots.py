@@ -1,5 +1,6 @@
-"""The customer's pages at desktop and phone width: screenshots (into docs/screenshots/
-with `make screenshots`), and on each page no sideways scrolling and no serious axe violation."""
+"""The customer's pages at desktop and phone width, and the owner's overview: screenshots (into
+docs/screenshots/ with `make screenshots`), and on each page no sideways scrolling, no serious
+axe violation and nothing the strict CSP blocks (the `page` fixture fails on any)."""
 
 from datetime import UTC, datetime
 
@@ -11,9 +12,11 @@ from tests.browser.support import (
     DESKTOP,
     PHONE,
     SCREENSHOTS,
+    admin_login,
     assert_accessible,
     assert_fits_width,
     demo_pay,
+    month_of_sales,
     open_demo_checkout,
     placed_order,
     screenshot,
@@ -88,3 +91,25 @@ def test_customer_pages_at_desktop_and_phone_width(page: Page, products, custome
 
     for name in ("storefront", "my-orders", "checkout", "success"):
         assert (SCREENSHOTS / f"{name}-{size}.png").stat().st_size < 400_000
+
+
+def test_owner_overview_under_the_strict_csp(page: Page, products, settings):
+    settings.SHOP_TIME_ZONE = "America/New_York"
+    month_of_sales(products)
+    admin_login(page)
+    page.locator("#owner-overview-link").click()
+    page.wait_for_url("**/admin/overview/")
+
+    response = page.reload()
+    assert "style-src 'self'" in response.headers["content-security-policy"]
+    expect(page.locator("svg.revenue-chart g.chart-day")).to_have_count(30)
+    expect(page.locator("#revenue-table tbody tr")).to_have_count(30)
+    # The stylesheet is ours and applied: the figures are laid out as a grid.
+    assert page.locator(".overview-totals").evaluate("e => getComputedStyle(e).display") == "grid"
+    sales = page.locator("svg.revenue-chart rect.chart-sales")
+    assert max(sales.evaluate_all("rects => rects.map(r => r.getBBox().height)")) > 100
+    page.evaluate("() => document.fonts.ready")
+    assert_fits_width(page)
+    assert_accessible(page)
+    path = screenshot(page, "owner-overview", full_page=True)
+    assert path.stat().st_size < 400_000
