@@ -57,6 +57,8 @@ def postgres_cluster(bin_dir: str = DEFAULT_BIN) -> Iterator[str]:
             ],
             check=True,
             stdout=subprocess.DEVNULL,
+            # The postgres user may not enter the caller's directory (a CI clone in mktemp -d).
+            cwd=base,
             user=user,
             group=group,
         )
@@ -82,6 +84,7 @@ def postgres_cluster(bin_dir: str = DEFAULT_BIN) -> Iterator[str]:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
+            cwd=base,
             user=user,
             group=group,
         )

@@ -1,8 +1,10 @@
+from functools import partial
 from typing import Any
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.urls import URLPattern, path
 
 from shop.catalogue.models import Product, StockMovement
 from shop.notifications.models import Notification
@@ -10,6 +12,7 @@ from shop.notifications.services import notification_resend
 from shop.orders.models import Order, OrderLine, OrderTransition
 from shop.payments.models import WebhookDelivery, WebhookEvent
 from shop.payments.webhooks import webhook_event_replay
+from shop.refunds.admin import DisputeInline, RefundInline, refund_view
 
 
 @admin.register(Product)
@@ -91,15 +94,25 @@ class OrderAdmin(admin.ModelAdmin):
         "reference",
         "status",
         "amount_total",
+        "amount_refunded",
         "currency",
+        "disputed",
         "needs_review",
         "created_at",
         "paid_at",
     ]
-    list_filter = ["status", "needs_review", "created_at"]
+    list_filter = ["status", "needs_review", "disputed", "created_at"]
     search_fields = ["reference", "checkout_session_id", "payment_intent_id", "email"]
     date_hierarchy = "created_at"
-    inlines = [OrderLineInline, OrderTransitionInline, StockMovementInline, NotificationInline]
+    inlines = [
+        OrderLineInline,
+        OrderTransitionInline,
+        StockMovementInline,
+        RefundInline,
+        DisputeInline,
+        NotificationInline,
+    ]
+    change_form_template = "admin/shop/order/change_form.html"
     # Money and Stripe facts only change through the payment code, never by hand.
     readonly_fields = [
         "reference",
@@ -114,6 +127,8 @@ class OrderAdmin(admin.ModelAdmin):
         "released_at",
         "payment_intent_id",
         "email",
+        "amount_refunded",
+        "disputed",
         "created_at",
         "updated_at",
         "paid_at",
@@ -125,6 +140,14 @@ class OrderAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
+
+    def get_urls(self) -> list[URLPattern]:
+        refund = path(
+            "<path:object_id>/refund/",
+            self.admin_site.admin_view(partial(refund_view, self)),
+            name="shop_order_refund",
+        )
+        return [refund, *super().get_urls()]
 
 
 @admin.register(Notification)

@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 import stripe
 from django.test import Client
+from django.utils import timezone
 
 from devtools.fakestripe import FakeStripe
 from devtools.smtp import SMTPSink
@@ -96,6 +97,15 @@ def run_tasks(worker_id: str = "test-worker") -> int:
     with mock.patch.object(db_worker, "close_old_connections", lambda: None):
         worker.run()
     return worker._run_tasks
+
+
+def run_retries() -> int:
+    """As if the pauses before waiting retries were over: run every task, due or not."""
+    from django_tasks import TaskResultStatus
+    from django_tasks_db.models import DBTaskResult
+
+    DBTaskResult.objects.filter(status=TaskResultStatus.READY).update(run_after=timezone.now())
+    return run_tasks()
 
 
 @pytest.fixture

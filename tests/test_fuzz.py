@@ -835,16 +835,24 @@ def mutated_refunds(draw: st.DrawFn, paid: PaidSession, refund_event: dict[str, 
 
 
 def genuinely_refunded(event: dict[str, Any], order: Order) -> bool:
-    """True only for a charge.refunded event refunding all of this order's payment."""
+    """True only for a charge.refunded event of this order's payment that gives all of it back:
+    by its refunded total, or by the succeeded refunds it lists (for the same payment)."""
     charge = event["data"]["object"]
+    if (
+        event["type"] != "charge.refunded"
+        or charge.get("payment_intent") != order.payment_intent_id
+    ):
+        return False
     refunded = charge.get("amount_refunded")
-    return (
-        event["type"] == "charge.refunded"
-        and charge.get("payment_intent") == order.payment_intent_id
-        and type(refunded) is int
-        # Stripe never reports more than a charge's amount, nor more than eight digits.
-        and order.amount_total <= refunded <= 99_999_999
+    # Stripe never reports more than a charge's amount, nor more than eight digits.
+    total = refunded if type(refunded) is int and 0 <= refunded <= 99_999_999 else 0
+    listed = sum(
+        refund["amount"]
+        for refund in charge["refunds"]["data"]
+        if refund["status"] == "succeeded"
+        and refund["payment_intent"] in (None, charge["payment_intent"])
     )
+    return max(total, listed) >= order.amount_total
 
 
 @fuzz(150)

@@ -128,16 +128,27 @@ def test_a_full_refund_sends_one_refund_confirmation(client, fake_stripe, order,
     assert len(smtp.received) == 3  # confirmation, owner's notice, refund
 
 
-def test_a_partial_refund_sends_nothing(client, fake_stripe, order, smtp):
+def test_each_succeeded_refund_is_told_once_partial_ones_too(client, fake_stripe, order, smtp):
     paid(client, fake_stripe, order)
-    post_event(
-        client,
-        fake_stripe,
-        fake_stripe.charge_refunded(order.checkout_session_id, amount_refunded=100),
-    )
+    run_tasks()
+    smtp.reset()
+    for total in (100, order.amount_total):
+        event = fake_stripe.charge_refunded(order.checkout_session_id, amount_refunded=total)
+        post_event(client, fake_stripe, event)
+        post_event(client, fake_stripe, event)  # Stripe may deliver it twice
     run_tasks()
 
-    assert not Notification.objects.filter(kind=NotificationKind.REFUND).exists()
+    refunds = Notification.objects.filter(kind=NotificationKind.REFUND)
+    assert refunds.count() == 2 and {n.refund.amount for n in refunds} == {
+        100,
+        order.amount_total - 100,
+    }
+    assert (
+        sorted(m.subject for m in smtp.received)
+        == [f"Refund for your Corner Shop order {order.reference}"] * 2
+    )
+    texts = sorted(m.text for m in smtp.received)
+    assert any("Part of your order has been refunded" in t and "$1.00" in t for t in texts)
 
 
 def test_a_flagged_order_tells_the_owner_once_and_the_customer_nothing(

@@ -13,8 +13,8 @@ from django.utils import timezone
 from shop.catalogue.models import Product, StockMovement
 from shop.orders.models import Order, OrderStatus
 from shop.orders.services import orders_expire_overdue
-from shop.payments.models import WebhookEvent
-from tests.conftest import buy, last_order, pay, post_event
+from shop.refunds.models import Refund
+from tests.conftest import buy, last_order, pay, post_event, run_tasks
 
 pytestmark = pytest.mark.django_db
 
@@ -424,8 +424,8 @@ def test_late_payment_after_a_failed_bank_payment_is_paid_too(client, fake_strip
     assert counts(mug) == {"stock": 5, "sold": 2, "held": 0}
 
 
-def test_late_payment_without_stock_left_is_flagged_and_takes_nothing(
-    client, products, fake_stripe, held, mug, caplog
+def test_late_payment_without_stock_left_is_refunded_at_once_and_takes_nothing(
+    client, products, fake_stripe, held, mug, caplog, smtp
 ):
     expire_then_complete(client, fake_stripe, held)
     assert buy(Client(), products, 0, 4, 0).status_code == 303  # someone else holds 4 of 5
@@ -435,14 +435,31 @@ def test_late_payment_without_stock_left_is_flagged_and_takes_nothing(
 
     held.refresh_from_db()
     assert response.status_code == 200
-    assert held.status == OrderStatus.EXPIRED
-    assert held.needs_review and "sold out" in held.review_reason
-    assert "Ceramic mug: 2 paid for, 1 left" in held.review_reason
+    assert held.status == OrderStatus.EXPIRED  # until the refund has gone through
     assert counts(mug) == {"stock": 5, "sold": 0, "held": 4}
     assert [kind for _, kind, _, _ in movements(held)] == ["hold", "release"]
     assert held.transitions.filter(to_status="paid").count() == 0
-    assert WebhookEvent.objects.filter(kind="flagged").count() == 1
-    assert any(held.reference in r.getMessage() for r in caplog.records)
+    assert any("Ceramic mug: 2 paid for, 1 left" in r.getMessage() for r in caplog.records)
+    (refund,) = Refund.objects.all()
+    assert (refund.cause, refund.amount, refund.status) == (
+        "sold out",
+        held.amount_total,
+        "pending",
+    )
+
+    run_tasks()
+
+    (made,) = fake_stripe.refunds.values()
+    assert made["amount"] == held.amount_total
+    assert made["payment_intent"] == held.payment_intent_id
+    held.refresh_from_db()
+    assert held.status == OrderStatus.REFUNDED and held.paid_at is not None
+    assert held.transitions.get(to_status="refunded").from_status == "expired"
+    assert counts(mug) == {"stock": 5, "sold": 0, "held": 4}
+    assert any("sold out" in m.subject for m in smtp.to("owner@example.com"))
+    customer = [m for m in smtp.received if m.recipients != ("owner@example.com",)]
+    assert len(customer) == 1 and "Refund" in customer[0].subject
+    assert "sold while your payment was on its way" in customer[0].text
 
 
 def test_owner_lowering_stock_below_holds_keeps_them_and_sells_out(
@@ -483,7 +500,8 @@ def test_stock_set_while_a_checkout_is_open_counts_its_payment(
 
     order.refresh_from_db()
     assert (order.status == OrderStatus.PAID) is paid
-    assert order.needs_review is not paid
+    # Without the units, the money goes back at once.
+    assert Refund.objects.filter(order=order, cause="sold out").exists() is not paid
     assert counts(mug)["sold"] == (2 if paid else 0)
     assert [kind for _, kind, _, _ in movements(order)] == (["sale_unheld"] if paid else [])
 

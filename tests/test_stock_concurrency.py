@@ -17,6 +17,7 @@ from shop.catalogue.models import Product, StockMovement
 from shop.orders.models import Order, OrderLine, OrderStatus, OrderTransition
 from shop.orders.reconcile import payments_reconcile
 from shop.orders.services import orders_expire_overdue
+from shop.refunds.models import Refund
 from tests.conftest import WEBHOOK_URL, buy, last_order
 from tests.test_concurrency import in_threads, signed_post
 
@@ -243,5 +244,49 @@ def test_late_payment_racing_a_new_buyer_for_the_last_units_never_oversells(mug,
         assert webhook == 200 and checkout in (303, 409)
         # Exactly one of them has the two units.
         assert (late.status == OrderStatus.PAID) == (checkout == 409)
-        assert late.needs_review == (checkout == 303)
+        # The payment that lost the race for the units is given back at once.
+        assert Refund.objects.filter(order=late, cause="sold out").exists() == (checkout == 303)
         assert_every_unit_explained(mug)
+
+
+def test_a_late_payment_for_sold_out_units_delivered_five_times_at_once_is_refunded_once(
+    products, mug, fake_stripe, smtp
+):
+    from tests.conftest import post_event, run_tasks
+
+    late = Client()
+    buy(late, products, 0, 2, 0)
+    order = last_order()
+    fake_stripe.complete(order.checkout_session_id)
+    session = dict(
+        fake_stripe.sessions[order.checkout_session_id], status="expired", payment_status="unpaid"
+    )
+    post_event(late, fake_stripe, fake_stripe.event("checkout.session.expired", session))
+    assert buy(Client(), products, 0, STOCK, 0).status_code == 303  # all of it, to someone else
+    completed = [
+        fake_stripe.session_event("checkout.session.completed", order.checkout_session_id)
+        for _ in range(5)
+    ]
+    connections.close_all()
+
+    statuses = in_threads(5, lambda i: signed_post(Client(), fake_stripe, completed[i]).status_code)
+    run_tasks()
+
+    assert statuses == [200] * 5
+    (refund,) = Refund.objects.filter(order=order)
+    assert (refund.cause, refund.status, refund.amount) == (
+        "sold out",
+        "succeeded",
+        order.amount_total,
+    )
+    assert len(fake_stripe.refunds) == 1
+    assert len(fake_stripe.requests_to("POST", "/v1/refunds")) == 1
+    order.refresh_from_db()
+    assert order.status == OrderStatus.REFUNDED
+    assert OrderTransition.objects.filter(order=order, to_status="refunded").count() == 1
+    mug.refresh_from_db()
+    assert (mug.sold, mug.held) == (0, STOCK)
+    owner = smtp.to("owner@example.com")
+    assert [m.subject for m in owner if "sold out" in m.subject] == [
+        f"Order {order.reference} was paid after it sold out: refunding it"
+    ]

@@ -63,6 +63,7 @@ class FakeStripe:
         self._intent_statuses: dict[str, str] = {}
         self._charges: dict[str, str] = {}
         self.refunds: dict[str, Json] = {}
+        self.disputes: dict[str, Json] = {}
         # The status a refund created through the API gets (Stripe: usually succeeded at once).
         self.next_refund_status = "succeeded"
         self._server: Server | None = None
@@ -119,6 +120,7 @@ class FakeStripe:
             self._intent_statuses.clear()
             self._charges.clear()
             self.refunds.clear()
+            self.disputes.clear()
             self.next_refund_status = "succeeded"
             self.webhook_url = None
 
@@ -244,6 +246,42 @@ class FakeStripe:
         with self._lock:
             refund = refunds.public(self.refunds[refund_id])
         return self.event(type, refund, **kw)
+
+    def dispute(
+        self,
+        session_id: str,
+        *,
+        reason: str = "fraudulent",
+        amount: int | None = None,
+        status: str = "needs_response",
+    ) -> Json:
+        """The customer's bank disputes the session's payment (a chargeback)."""
+        with self._lock:
+            session = self._paid_session(session_id)
+            charge = self._charges.setdefault(session_id, random_id("ch_"))
+            opened = objects.dispute(
+                self._fixtures,
+                charge=charge,
+                payment_intent=session["payment_intent"],
+                amount=int(session["amount_total"]) if amount is None else amount,
+                currency=session["currency"],
+                reason=reason,
+                status=status,
+                due_by=now() + 7 * 24 * 3600,
+            )
+            opened["_seq"] = len(self.disputes)
+            self.disputes[opened["id"]] = opened
+            return refunds.public(opened)
+
+    def set_dispute_status(self, dispute_id: str, status: str) -> Json:
+        with self._lock:
+            self.disputes[dispute_id]["status"] = status
+            return refunds.public(self.disputes[dispute_id])
+
+    def dispute_event(self, type: str, dispute_id: str, **kw: Any) -> Json:
+        with self._lock:
+            disputed = refunds.public(self.disputes[dispute_id])
+        return self.event(type, disputed, **kw)
 
     def sign(
         self, payload: bytes | str, *, secret: str | None = None, timestamp: int | None = None
@@ -387,6 +425,7 @@ class FakeStripe:
             ("POST", r"/v1/refunds", self._api_create_refund),
             ("GET", r"/v1/refunds", self._api_list_refunds),
             ("GET", r"/v1/refunds/(?P<refund_id>[^/]+)", self._api_retrieve_refund),
+            ("GET", r"/v1/disputes", self._api_list_disputes),
         ]
 
     def _api_create(self, params: Params) -> Json:
@@ -475,6 +514,11 @@ class FakeStripe:
         query = refunds.parse_list(params)
         with self._lock:
             return refunds.page(list(self.refunds.values()), query)
+
+    def _api_list_disputes(self, params: Params) -> Json:
+        query = refunds.parse_list(params)
+        with self._lock:
+            return refunds.page(list(self.disputes.values()), query, url="/v1/disputes")
 
     def _api_retrieve_refund(self, params: Params, *, refund_id: str) -> Json:
         check_read_params(params)

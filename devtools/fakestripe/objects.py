@@ -135,3 +135,30 @@ def refunded_charge(
         },
     )
     return cast(Json, charge)
+
+
+def dispute(
+    fixtures: Fixtures,
+    *,
+    charge: str,
+    payment_intent: str,
+    amount: int,
+    currency: str,
+    reason: str,
+    status: str,
+    due_by: int,
+) -> Json:
+    """A chargeback on a charge, with its evidence deadline."""
+    opened: Json = copy.deepcopy(fixtures["dispute"])
+    opened.update(
+        id=random_id("dp_"),
+        amount=amount,
+        charge=charge,
+        currency=currency,
+        payment_intent=payment_intent,
+        reason=reason,
+        status=status,
+        created=now(),
+    )
+    opened["evidence_details"]["due_by"] = due_by
+    return opened

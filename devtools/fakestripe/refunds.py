@@ -1,4 +1,5 @@
-"""Refunds: the parameters Stripe takes to create and list them, and their objects.
+"""Refunds: the parameters Stripe takes to create and list them, and their objects (lists of
+disputes take the same filters).
 
 The state (which refunds exist) lives in ``FakeStripe``; this module checks what a request may
 ask for and builds what Stripe would answer.
@@ -128,8 +129,8 @@ def matches(refund: Json, query: ListRefunds) -> bool:
     return all(bounds[op](value) for op, value in query.created.items())
 
 
-def page(refunds: list[Json], query: ListRefunds) -> Json:
-    """Newest first, as Stripe lists; ``starting_after`` continues after that refund."""
+def page(refunds: list[Json], query: ListRefunds, *, url: str = "/v1/refunds") -> Json:
+    """Newest first, as Stripe lists; ``starting_after`` continues after that object."""
     ordered = sorted(refunds, key=lambda r: (r["created"], r["_seq"]), reverse=True)
     chosen = [r for r in ordered if matches(r, query)]
     if query.starting_after:
@@ -138,7 +139,7 @@ def page(refunds: list[Json], query: ListRefunds) -> Json:
             raise ApiError(
                 400,
                 "invalid_request_error",
-                f"No such refund: '{query.starting_after}'",
+                f"No such object: '{query.starting_after}'",
                 code="resource_missing",
                 param="starting_after",
             )
@@ -148,7 +149,7 @@ def page(refunds: list[Json], query: ListRefunds) -> Json:
         "object": "list",
         "data": data,
         "has_more": len(chosen) > query.limit,
-        "url": "/v1/refunds",
+        "url": url,
     }
 
 

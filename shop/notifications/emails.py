@@ -27,6 +27,8 @@ def notification_message(notification: Notification) -> EmailMultiAlternatives:
     order = notification.order
     context = {
         "order": order,
+        "refund": notification.refund,
+        "dispute": notification.dispute,
         "lines": list(order.lines.all()),
         "order_url": order_link(order),
         "admin_url": absolute_url(reverse("admin:shop_order_change", args=[order.pk])),

@@ -3,6 +3,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from shop.orders.models import Order
+from shop.refunds.models import Dispute, Refund
 
 
 class NotificationKind(models.TextChoices):
@@ -10,6 +11,8 @@ class NotificationKind(models.TextChoices):
     NEW_ORDER = "new_order", "New order (to the owner)"
     REFUND = "refund", "Refund confirmation"
     NEEDS_REVIEW = "needs_review", "Needs review (to the owner)"
+    DISPUTE = "dispute", "Dispute opened (to the owner)"
+    SOLD_OUT = "sold_out", "Paid after it sold out, refunded (to the owner)"
 
 
 class NotificationStatus(models.TextChoices):
@@ -27,6 +30,13 @@ class Notification(models.Model):
 
     order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="notifications")
     kind = models.CharField(max_length=32, choices=NotificationKind.choices)
+    # What a refund or dispute message is about: one message each, not one per order.
+    refund = models.ForeignKey(
+        Refund, on_delete=models.CASCADE, related_name="notifications", null=True, blank=True
+    )
+    dispute = models.ForeignKey(
+        Dispute, on_delete=models.CASCADE, related_name="notifications", null=True, blank=True
+    )
     recipient = models.EmailField()
     status = models.CharField(
         max_length=16, choices=NotificationStatus.choices, default=NotificationStatus.QUEUED
@@ -43,8 +53,18 @@ class Notification(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["order", "kind"],
-                condition=Q(resend=False),
+                condition=Q(resend=False, refund__isnull=True, dispute__isnull=True),
                 name="notification_once_per_order_kind",
+            ),
+            models.UniqueConstraint(
+                fields=["refund", "kind"],
+                condition=Q(resend=False, refund__isnull=False),
+                name="notification_once_per_refund",
+            ),
+            models.UniqueConstraint(
+                fields=["dispute", "kind"],
+                condition=Q(resend=False, dispute__isnull=False),
+                name="notification_once_per_dispute",
             ),
             models.CheckConstraint(
                 condition=Q(kind__in=NotificationKind.values), name="notification_kind_valid"

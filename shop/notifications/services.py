@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
 from shop.background.engine import task_live_kwargs
@@ -22,13 +22,14 @@ from shop.notifications.emails import notification_message, orders_link_message
 from shop.notifications.models import Notification, NotificationKind, NotificationStatus
 from shop.orders.models import Order, OrderStatus
 from shop.orders.selectors import orders_paid_with_email
+from shop.refunds.models import Dispute, Refund, RefundStatus
 
 logger = logging.getLogger(__name__)
 
 # The messages an order owes when it enters a status (each status is entered at most once).
+# Refunds are told one by one as each succeeds (notifications_queue_for_refunds).
 ON_ENTERING: dict[OrderStatus, tuple[NotificationKind, ...]] = {
     OrderStatus.PAID: (NotificationKind.ORDER_CONFIRMATION, NotificationKind.NEW_ORDER),
-    OrderStatus.REFUNDED: (NotificationKind.REFUND,),
 }
 TO_CUSTOMER = frozenset({NotificationKind.ORDER_CONFIRMATION, NotificationKind.REFUND})
 ORDERS_LINK_ATTEMPTS = 6
@@ -56,12 +57,78 @@ def notifications_queue_for_review(*, order: Order) -> list[Notification]:
         return _queue(order=order, kinds=(NotificationKind.NEEDS_REVIEW,))
 
 
+def notifications_queue_for_refunds(*, order: Order) -> list[Notification]:
+    """A refund confirmation for each of the order's succeeded refunds not yet told, in the
+    caller's transaction (which holds the payment's lock, so two callers cannot both tell one).
+
+    An order refunded in full without any refund on record (a provider that reports only its
+    total) gets one confirmation for the order instead.
+    """
+    if not order.email:
+        return []
+    with transaction.atomic(savepoint=False):
+        untold = Refund.objects.filter(order=order, status=RefundStatus.SUCCEEDED).exclude(
+            Exists(
+                Notification.objects.filter(
+                    refund=OuterRef("pk"), kind=NotificationKind.REFUND, resend=False
+                )
+            )
+        )
+        records = [
+            Notification(
+                order=order, kind=NotificationKind.REFUND, refund=refund, recipient=order.email
+            )
+            for refund in untold
+        ]
+        if (
+            not records
+            and order.status == OrderStatus.REFUNDED
+            and not Refund.objects.filter(order=order, status=RefundStatus.SUCCEEDED).exists()
+            and not Notification.objects.filter(order=order, kind=NotificationKind.REFUND).exists()
+        ):
+            records = [
+                Notification(order=order, kind=NotificationKind.REFUND, recipient=order.email)
+            ]
+        created = Notification.objects.bulk_create(records)
+        for notification in created:
+            _enqueue_send(notification.pk)
+    return created
+
+
+def notifications_queue_for_sold_out(*, order: Order) -> list[Notification]:
+    """Tell the owner a payment came after its stock was sold and is being given back."""
+    return _queue(order=order, kinds=(NotificationKind.SOLD_OUT,))
+
+
+def notifications_queue_for_dispute(*, order: Order, dispute: Dispute) -> list[Notification]:
+    """Tell the owner about a new dispute, once per dispute, in the caller's transaction."""
+    if not settings.SHOP_OWNER_EMAIL:
+        logger.warning("order %s: no owner address for its dispute email", order.reference)
+        return []
+    with transaction.atomic(savepoint=False):
+        created = Notification.objects.bulk_create(
+            [
+                Notification(
+                    order=order,
+                    kind=NotificationKind.DISPUTE,
+                    dispute=dispute,
+                    recipient=settings.SHOP_OWNER_EMAIL,
+                )
+            ]
+        )
+        for notification in created:
+            _enqueue_send(notification.pk)
+    return created
+
+
 def notification_resend(*, notification: Notification) -> Notification:
     """An owner's deliberate extra copy: a record of its own, sent like the first."""
     with transaction.atomic():
         copy = Notification.objects.create(
             order_id=notification.order_id,
             kind=notification.kind,
+            refund_id=notification.refund_id,
+            dispute_id=notification.dispute_id,
             recipient=notification.recipient,
             resend=True,
         )

@@ -1,12 +1,11 @@
 """Catching up with the provider when webhooks were missed.
 
-Pending orders: ask about each one's session. Paid orders: list the refunds of the last
-REFUNDS_LOOKBACK days (one call per hundred refunds, not one per order) and apply each
-payment's refunded total. Everything goes through the same idempotent functions as webhooks.
+Pending orders: ask about each one's session. Paid orders: list the refunds and disputes of
+the last REFUNDS_LOOKBACK days (one call per hundred, not one per order) and apply each.
+Everything goes through the same idempotent functions as webhooks.
 """
 
 import logging
-from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -14,14 +13,14 @@ from django.utils import timezone
 
 from shop.orders.models import Order, OrderStatus
 from shop.orders.services import (
-    order_apply_refund,
     order_apply_session,
     order_flag_for_review,
     order_transition,
     orders_expire_overdue,
 )
 from shop.payments import get_gateway
-from shop.payments.types import PaymentError, PaymentGateway, RefundedCharge, SessionMissing
+from shop.payments.types import PaymentError, PaymentGateway, SessionMissing
+from shop.refunds.services import dispute_apply, refund_apply
 from shop.results import Kind
 
 logger = logging.getLogger(__name__)
@@ -89,19 +88,20 @@ def _reconcile_pending(report: ReconcileReport, gateway: PaymentGateway) -> None
 
 
 def _reconcile_refunds(report: ReconcileReport, gateway: PaymentGateway) -> None:
-    refunded: dict[str, int] = defaultdict(int)
+    since = timezone.now() - REFUNDS_LOOKBACK
     try:
-        for refund in gateway.list_refunds(created_after=timezone.now() - REFUNDS_LOOKBACK):
-            report.refunds_seen += 1
-            if refund.status == "succeeded" and refund.payment_intent_id:
-                refunded[refund.payment_intent_id] += refund.amount
+        refunds = list(gateway.list_refunds(created_after=since))
+        disputes = list(gateway.list_disputes(created_after=since))
     except PaymentError as exc:
-        report.errors.append(f"refunds: {exc}")
+        report.errors.append(f"refunds and disputes: {exc}")
         return
-    for payment_intent_id, amount in refunded.items():
-        outcome = order_apply_refund(
-            charge=RefundedCharge(payment_intent_id=payment_intent_id, amount_refunded=amount),
-            cause="reconcile",
-        )
+    report.refunds_seen = len(refunds)
+    # Oldest first, as they happened.
+    for refund in reversed(refunds):
+        outcome = refund_apply(refund=refund, cause="reconcile")
+        if outcome.changed and outcome.order is not None:
+            report.changes.append(f"{outcome.order.reference}: {outcome}")
+    for dispute in reversed(disputes):
+        outcome = dispute_apply(dispute=dispute, cause="reconcile")
         if outcome.changed and outcome.order is not None:
             report.changes.append(f"{outcome.order.reference}: {outcome}")

@@ -41,14 +41,16 @@ def orders_for_customer(
     history = order_history(customer_key=customer_key, emails=emails)
     if before and before.isascii() and before.isdigit() and len(before) < 19:
         history = history.filter(pk__lt=int(before))
-    shown = list(history.values_list("id", "reference", "status")[: ORDERS_PER_PAGE + 1])
+    shown = list(
+        history.values_list("id", "reference", "status", "amount_refunded")[: ORDERS_PER_PAGE + 1]
+    )
     next_cursor = None
     if len(shown) > ORDERS_PER_PAGE:
         shown = shown[:ORDERS_PER_PAGE]
         next_cursor = str(shown[-1][0])
     return OrderPage(
         _page_key(shown, next_cursor, paged),
-        _with_lines([pk for pk, _, _ in shown]),
+        _with_lines([row[0] for row in shown]),
         next_cursor,
         paged,
     )
@@ -78,10 +80,10 @@ def orders_paid_with_email(*, email: str) -> bool:
     return Order.objects.filter(email=email, paid_at__isnull=False).exists()
 
 
-def _page_key(shown: list[tuple[int, str, str]], next_cursor: str | None, paged: bool) -> str:
-    # An order's lines and amounts never change after checkout, only its status: the ids,
-    # references and statuses say everything the page shows. References are random, so a key
-    # never outlives its order, even in a database whose ids start again.
+def _page_key(shown: list[tuple[int, str, str, int]], next_cursor: str | None, paged: bool) -> str:
+    # An order's lines and total never change after checkout, only its status and refunded
+    # amount: with the ids and references they say everything the page shows. References are
+    # random, so a key never outlives its order, even in a database whose ids start again.
     return hashlib.sha256(repr((shown, next_cursor, paged)).encode()).hexdigest()
 
 
@@ -89,7 +91,15 @@ def _with_lines(ids: list[int]) -> QuerySet[Order]:
     return (
         Order.objects.filter(pk__in=ids)
         .order_by("-id")
-        .only("reference", "status", "amount_total", "currency", "created_at", "paid_at")
+        .only(
+            "reference",
+            "status",
+            "amount_total",
+            "amount_refunded",
+            "currency",
+            "created_at",
+            "paid_at",
+        )
         .prefetch_related(
             Prefetch(
                 "lines",

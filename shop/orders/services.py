@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, Sum
 from django.utils import timezone
 
 from shop.catalogue.models import StockMovement, StockMovementKind
@@ -25,12 +25,17 @@ from shop.catalogue.stock import (
     stock_shortages,
 )
 from shop.notifications.services import (
+    notifications_queue_for_refunds,
     notifications_queue_for_review,
+    notifications_queue_for_sold_out,
     notifications_queue_for_status,
 )
 from shop.orders.models import Order, OrderLine, OrderStatus, OrderTransition, email_normalized
 from shop.payments.models import Payment
-from shop.payments.types import CheckoutSession, RefundedCharge
+from shop.payments.services import payment_lock
+from shop.payments.types import CheckoutSession
+from shop.refunds.models import Refund, RefundReason, RefundStatus
+from shop.refunds.requests import SOLD_OUT, refund_record_request
 from shop.results import Kind, Outcome
 
 logger = logging.getLogger(__name__)
@@ -43,7 +48,9 @@ ALLOWED_SOURCES: dict[OrderStatus, tuple[OrderStatus, ...]] = {
     OrderStatus.PAID: (OrderStatus.PENDING, OrderStatus.EXPIRED, OrderStatus.FAILED),
     OrderStatus.FAILED: (OrderStatus.PENDING,),
     OrderStatus.EXPIRED: (OrderStatus.PENDING,),
-    OrderStatus.REFUNDED: (OrderStatus.PAID,),
+    # Refunded is also entered from expired or failed: a payment that came after its checkout
+    # ended, when its stock was sold meanwhile, is given back at once (_payment_without_stock).
+    OrderStatus.REFUNDED: (OrderStatus.PAID, OrderStatus.EXPIRED, OrderStatus.FAILED),
 }
 LATE_PAYMENT_SOURCES = (OrderStatus.EXPIRED, OrderStatus.FAILED)
 # Stripe completes no session after its expires_at; past that and this margin (for a payment
@@ -227,18 +234,21 @@ def _apply_paid(order: Order, session: CheckoutSession, cause: str, event_id: st
         return Outcome(Kind.FLAGGED, "amount or currency differs from the order", order)
     # Locked before the order becomes paid: a refund of this payment being applied right now
     # either committed before (and is seen below) or waits, and then finds the paid order.
-    payment = _payment_locked(session.payment_intent_id) if session.payment_intent_id else None
+    payment = payment_lock(session.payment_intent_id) if session.payment_intent_id else None
     try:
         moved = _transition_to_paid(order, session, cause, event_id)
     except OutOfStock as short:
         return _payment_without_stock(order=order, session=session, wanted=short.wanted)
     if moved:
-        if payment is not None and payment.amount_refunded:
-            # Stripe does not order events: the refund may have arrived before its payment.
-            _apply_refunded_total(
+        if payment is not None and (payment.amount_refunded or payment.has_refunds):
+            # Stripe does not order events: a refund may have arrived before its payment.
+            Refund.objects.filter(
+                payment_intent_id=payment.payment_intent_id, order__isnull=True
+            ).update(order=order)
+            order_refunds_apply(
                 order=order,
-                amount_refunded=payment.amount_refunded,
-                cause="charge.refunded (arrived before payment)",
+                payment=payment,
+                cause="refund (arrived before payment)",
                 event_id=payment.refund_event_id,
             )
         return Outcome(Kind.APPLIED, "paid", order)
@@ -281,71 +291,93 @@ def _payment_without_stock(
     *, order: Order, session: CheckoutSession, wanted: dict[int, int]
 ) -> Outcome:
     """Money for units that are no longer there: the order's hold was released (or its product
-    was given a stock after its checkout) and others bought them. Nothing is taken, nothing is
-    dropped: the order keeps its status and is flagged for the owner, who refunds it.
-
-    The one place that decides what happens to such a payment (an automatic refund goes here).
+    was given a stock after its checkout) and others bought them. Nothing is taken from stock;
+    the money goes back at once: the order keeps the payment's facts, a refund of all of it is
+    recorded with its task (once per order: a database constraint, and the payment's lock
+    held by the caller), and the owner is told. The order becomes refunded when it succeeds.
     """
     shortages = stock_shortages(wanted)
     detail = "; ".join(f"{s.name}: {s.wanted} paid for, {s.available} left" for s in shortages)
-    order_flag_for_review(
-        order=order,
-        reason=(
-            f"sold out: payment {session.payment_intent_id or ''} received through {session.id} "
-            f"while the order was {order.status}, but its stock is gone ({detail or 'sold out'}); "
-            "nothing was taken: refund it"
-        ),
-    )
-    return Outcome(Kind.FLAGGED, "paid, but sold out: flagged for a refund", order)
-
-
-def order_apply_refund(*, charge: RefundedCharge, cause: str, event_id: str = "") -> Outcome:
-    """Apply the provider's refunded total of a payment: a full refund makes the order refunded.
-
-    The total is kept on the payment's row even when no paid order has it yet, so a refund that
-    arrives before its payment is applied the moment the order becomes paid.
-    """
-    if not charge.payment_intent_id:
-        return Outcome(Kind.IGNORED, "charge has no payment intent")
-    if charge.amount_refunded is None:
-        return Outcome(Kind.IGNORED, "charge without a refunded amount")
     with transaction.atomic(savepoint=False):
-        payment = _payment_locked(charge.payment_intent_id)
-        if charge.amount_refunded > payment.amount_refunded:
-            # Refunds only add up; an older event never lowers what a newer one reported.
-            Payment.objects.filter(pk=payment.pk).update(
-                amount_refunded=charge.amount_refunded, refund_event_id=event_id
+        if order.status == OrderStatus.PENDING:
+            # Its product got a stock after its checkout began, and that stock is gone: the
+            # order cannot be fulfilled, and its money goes back like a late payment's.
+            order_transition(order=order, to=OrderStatus.FAILED, cause=SOLD_OUT)
+        Order.objects.filter(pk=order.pk).update(
+            payment_intent_id=session.payment_intent_id or "",
+            email=email_normalized(session.customer_email),
+            updated_at=timezone.now(),
+        )
+        order.payment_intent_id = session.payment_intent_id or ""
+        order.email = email_normalized(session.customer_email)
+        if Refund.objects.filter(order=order, cause=SOLD_OUT).exists():
+            return Outcome(Kind.NO_CHANGE, "sold out: its refund is under way", order)
+        if not session.payment_intent_id:
+            order_flag_for_review(
+                order=order,
+                reason=f"sold out: paid through {session.id} with no payment to refund ({detail})",
             )
-        order = Order.objects.filter(payment_intent_id=charge.payment_intent_id).first()
-        if order is None:
-            return Outcome(Kind.IGNORED, "no paid order for this payment intent (kept for it)")
-        return _apply_refunded_total(
-            order=order, amount_refunded=charge.amount_refunded, cause=cause, event_id=event_id
+            return Outcome(Kind.FLAGGED, "paid, but sold out and nothing to refund", order)
+        refund_record_request(
+            order=order,
+            payment_intent_id=session.payment_intent_id,
+            amount=order.amount_total,
+            reason=RefundReason.REQUESTED_BY_CUSTOMER,
+            cause=SOLD_OUT,
         )
-
-
-def _apply_refunded_total(
-    *, order: Order, amount_refunded: int, cause: str, event_id: str
-) -> Outcome:
-    if amount_refunded < order.amount_total:
-        logger.info(
-            "order %s partially refunded (%d of %d)",
-            order.reference,
-            amount_refunded,
-            order.amount_total,
-        )
-        return Outcome(Kind.NO_CHANGE, "partial refund", order)
-    return _moved_or_not(order, OrderStatus.REFUNDED, cause, event_id)
-
-
-def _payment_locked(payment_intent_id: str) -> Payment:
-    """The payment's row, created if new, locked until the caller's transaction ends."""
-    # ON CONFLICT DO NOTHING: a concurrent insert of the same intent makes this one wait for
-    # that transaction's commit on PostgreSQL, with no savepoint needed.
-    Payment.objects.bulk_create(
-        [Payment(payment_intent_id=payment_intent_id)], ignore_conflicts=True
+        notifications_queue_for_sold_out(order=order)
+    logger.error(
+        "order %s paid through %s while %s, but sold out (%s): refunding it",
+        order.reference,
+        session.id,
+        order.status,
+        detail or "sold out",
     )
-    return Payment.objects.select_for_update().get(payment_intent_id=payment_intent_id)
+    return Outcome(Kind.APPLIED, "paid after its stock sold out: refunding it", order)
+
+
+def order_refunds_apply(*, order: Order, payment: Payment, cause: str, event_id: str) -> Outcome:
+    """Bring the order's refunded amount in line with its payment's refunds: the succeeded
+    ones recorded, or the provider's refunded total if that is more. All of it makes the order
+    refunded. The caller holds the payment's lock (`payment_lock`).
+
+    Refunds only add up: an older event never lowers what a newer one reported.
+    """
+    succeeded = Refund.objects.filter(
+        payment_intent_id=payment.payment_intent_id, status=RefundStatus.SUCCEEDED
+    ).aggregate(total=Sum("amount"))["total"]
+    total = min(max(succeeded or 0, payment.amount_refunded), order.amount_total)
+    grew = Order.objects.filter(pk=order.pk, amount_refunded__lt=total).update(
+        amount_refunded=total, updated_at=timezone.now()
+    )
+    if grew:
+        order.amount_refunded = total
+    if total >= order.amount_total:
+        if order.status in LATE_PAYMENT_SOURCES:
+            # Paid after its checkout ended and given back (sold out): the money did arrive.
+            moved = order_transition(
+                order=order,
+                to=OrderStatus.REFUNDED,
+                source=OrderStatus(order.status),
+                cause=cause,
+                event_id=event_id,
+                paid_at=timezone.now(),
+            )
+            outcome = Outcome(Kind.APPLIED, "refunded", order) if moved else None
+        else:
+            outcome = _moved_or_not(order, OrderStatus.REFUNDED, cause, event_id)
+        notifications_queue_for_refunds(order=order)
+        if outcome is None:
+            order.refresh_from_db(fields=["status"])
+            outcome = Outcome(Kind.NO_CHANGE, f"order is {order.status}", order)
+        return outcome
+    notifications_queue_for_refunds(order=order)
+    if grew:
+        logger.info(
+            "order %s partially refunded (%d of %d)", order.reference, total, order.amount_total
+        )
+        return Outcome(Kind.APPLIED, f"partially refunded ({total} of {order.amount_total})", order)
+    return Outcome(Kind.NO_CHANGE, f"refunded {total} of {order.amount_total}", order)
 
 
 def _order_for_session(session: CheckoutSession) -> Order | None:

@@ -20,11 +20,14 @@ from shop.payments.types import (
     CheckoutRequest,
     CheckoutSession,
     PaymentError,
+    ProviderDispute,
     ProviderRefund,
+    RefundRequest,
     SessionNotOpen,
 )
 
 DEMO_SESSION_PREFIX = "cs_demo_"
+DEMO_REFUND_PREFIX = "re_demo_"
 
 
 def demo_session_id(order_reference: str) -> str:
@@ -49,9 +52,44 @@ class DemoGateway:
             raise SessionNotOpen(f"demo session {session_id} is {session.status}")
         return replace(session, status="expired")
 
-    def list_refunds(self, *, created_after: datetime) -> Iterator[ProviderRefund]:
-        # Demo refunds are made by the shop itself and recorded as they are made.
+    def list_refunds(
+        self, *, created_after: datetime | None = None, payment_intent_id: str | None = None
+    ) -> Iterator[ProviderRefund]:
+        # Demo refunds are made by the shop itself and recorded as they are made: the shop's
+        # own records are this provider's memory, as its orders are of its sessions.
+        from shop.refunds.models import Refund
+
+        refunds = Refund.objects.filter(provider_refund_id__startswith=DEMO_REFUND_PREFIX)
+        if created_after is not None:
+            refunds = refunds.filter(created_at__gte=created_after)
+        if payment_intent_id is not None:
+            refunds = refunds.filter(payment_intent_id=payment_intent_id)
+        for refund in refunds.order_by("-id"):
+            yield ProviderRefund(
+                id=refund.provider_refund_id or "",
+                payment_intent_id=refund.payment_intent_id,
+                amount=refund.amount,
+                currency=refund.currency,
+                status=refund.status,
+                reason=refund.reason or None,
+                shop_refund_id=refund.pk,
+            )
+
+    def list_disputes(self, *, created_after: datetime) -> Iterator[ProviderDispute]:
+        # Nobody can dispute a payment that took no money.
         return iter(())
+
+    def create_refund(self, request: RefundRequest) -> ProviderRefund:
+        # Given back at once, and the same answer for the same refund however often asked.
+        return ProviderRefund(
+            id=f"{DEMO_REFUND_PREFIX}{request.shop_refund_id}",
+            payment_intent_id=request.payment_intent_id,
+            amount=request.amount,
+            currency="usd",
+            status="succeeded",
+            reason=request.reason,
+            shop_refund_id=request.shop_refund_id,
+        )
 
     def pay_checkout_session(self, session_id: str, *, email: str) -> CheckoutSession:
         session = self.retrieve_checkout_session(session_id)

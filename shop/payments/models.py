@@ -82,6 +82,9 @@ class Payment(models.Model):
     # before the order it belongs to is known to be paid.
     amount_refunded = models.PositiveIntegerField(default=0)
     refund_event_id = models.CharField(max_length=255, blank=True)
+    # Some refund of it is recorded (a Refund row): an order that becomes paid looks for them
+    # only then, so the usual payment costs no lookup.
+    has_refunds = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -5,21 +5,25 @@ import logging
 import time
 from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
 import stripe
 from django.conf import settings
-from stripe.params import RefundListParams
+from stripe.params import DisputeListParams, RefundCreateParams, RefundListParams
 from stripe.params.checkout import SessionCreateParams, SessionRetrieveParams
 
 from shop.payments.types import (
+    REFUND_METADATA_KEY,
     CheckoutRequest,
     CheckoutSession,
     Event,
     InvalidWebhook,
     PaymentError,
+    ProviderDispute,
     ProviderRefund,
+    RefundRefused,
+    RefundRequest,
     SessionMissing,
     SessionNotOpen,
     decode_event,
@@ -29,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 SESSIONS_PATH = "/v1/checkout/sessions"
 REFUNDS_PATH = "/v1/refunds"
+DISPUTES_PATH = "/v1/disputes"
 PAGE_SIZE = 100
 
 # The SDK retries 5xx, 409 and dropped connections itself (max_network_retries); it does not
@@ -94,23 +99,67 @@ class StripeGateway:
             raise SessionMissing(f"Stripe has no checkout session {session_id}") from None
         return CheckoutSession.from_stripe_dict(session)
 
-    def list_refunds(self, *, created_after: datetime) -> Iterator[ProviderRefund]:
-        params: RefundListParams = {
-            "created": {"gte": int(created_after.timestamp())},
+    def list_refunds(
+        self, *, created_after: datetime | None = None, payment_intent_id: str | None = None
+    ) -> Iterator[ProviderRefund]:
+        params: RefundListParams = {"limit": PAGE_SIZE}
+        if created_after is not None:
+            params["created"] = {"gte": int(created_after.timestamp())}
+        if payment_intent_id is not None:
+            params["payment_intent"] = payment_intent_id
+        for item in self._pages("list refunds", REFUNDS_PATH, dict(params)):
+            refund = ProviderRefund.from_stripe_dict(item)
+            if refund is not None:
+                yield refund
+
+    def list_disputes(self, *, created_after: datetime) -> Iterator[ProviderDispute]:
+        params: DisputeListParams = {
             "limit": PAGE_SIZE,
+            "created": {"gte": int(created_after.timestamp())},
         }
+        for item in self._pages("list disputes", DISPUTES_PATH, dict(params)):
+            dispute = ProviderDispute.from_stripe_dict(item)
+            if dispute is not None:
+                yield dispute
+
+    def _pages(self, what: str, path: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """Every object of a list endpoint, one request per page."""
         while True:
-            page = self._request("list refunds", "get", REFUNDS_PATH, **params)
+            page = self._request(what, "get", path, **params)
             data = page.get("data")
             if not isinstance(data, list):
-                raise PaymentError("Stripe answered a refund list without data.")
-            for item in data:
-                refund = ProviderRefund.from_stripe_dict(item) if isinstance(item, dict) else None
-                if refund is not None:
-                    yield refund
+                raise PaymentError(f"Stripe answered {what} without data.")
+            yield from (item for item in data if isinstance(item, dict))
             if not page.get("has_more") or not data:
                 return
             params["starting_after"] = data[-1]["id"]
+
+    def create_refund(self, request: RefundRequest) -> ProviderRefund:
+        params: RefundCreateParams = {
+            "payment_intent": request.payment_intent_id,
+            "amount": request.amount,
+            "metadata": {
+                "order_id": request.order_reference,
+                REFUND_METADATA_KEY: str(request.shop_refund_id),
+            },
+        }
+        if request.reason:
+            params["reason"] = cast(Any, request.reason)
+        try:
+            data = self._request(
+                "create refund",
+                "post",
+                REFUNDS_PATH,
+                refusal_is_known=True,
+                idempotency_key=request.idempotency_key,
+                **params,
+            )
+        except _Refused:
+            raise RefundRefused("Stripe refused the refund.") from None
+        refund = ProviderRefund.from_stripe_dict(data)
+        if refund is None:
+            raise PaymentError("Stripe answered a refund without an id or amount.")
+        return refund
 
     def expire_checkout_session(self, session_id: str) -> CheckoutSession:
         try:
@@ -118,7 +167,7 @@ class StripeGateway:
                 "expire checkout session",
                 "post",
                 f"{SESSIONS_PATH}/{quote(session_id, safe='')}/expire",
-                refused_means_not_open=True,
+                refusal_is_known=True,
             )
         except _Refused:
             # Stripe refuses to expire a session that is not open; the caller asks Stripe
@@ -135,7 +184,7 @@ class StripeGateway:
         method: str,
         path: str,
         *,
-        refused_means_not_open: bool = False,
+        refusal_is_known: bool = False,
         missing_is_known: bool = False,
         **params: Any,
     ) -> dict[str, Any]:
@@ -156,7 +205,7 @@ class StripeGateway:
                     raise PaymentError("Stripe is rate limiting requests.") from None
                 time.sleep(RATE_LIMIT_BACKOFF_SECONDS * (attempt + 1))
             except stripe.InvalidRequestError as exc:
-                if refused_means_not_open and exc.http_status == 400:
+                if refusal_is_known and exc.http_status == 400:
                     raise _Refused() from None
                 if missing_is_known and exc.code == "resource_missing":
                     raise _Missing() from None

@@ -2,7 +2,7 @@
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 
@@ -38,6 +38,20 @@ class CheckoutRequest:
     cancel_url: str
     expires_at: datetime
     idempotency_key: str
+
+
+@dataclass(frozen=True)
+class RefundRequest:
+    payment_intent_id: str
+    amount: int
+    reason: str | None
+    order_reference: str
+    shop_refund_id: int
+    idempotency_key: str
+
+
+class RefundRefused(PaymentError):
+    """The provider will not make this refund (already refunded, more than remains…)."""
 
 
 @dataclass(frozen=True)
@@ -99,19 +113,8 @@ def _stripe_id(value: Any) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
-class RefundedCharge:
-    """What a charge.refunded event says: which payment, and how much of it is refunded."""
-
-    payment_intent_id: str | None
-    amount_refunded: int | None
-
-    @classmethod
-    def from_stripe_dict(cls, data: dict[str, Any]) -> "RefundedCharge":
-        return cls(
-            payment_intent_id=_stripe_id(data.get("payment_intent")),
-            amount_refunded=_amount(data.get("amount_refunded")),
-        )
+# Where the shop names its own refund in the provider's metadata.
+REFUND_METADATA_KEY = "refund_id"
 
 
 @dataclass(frozen=True)
@@ -123,6 +126,10 @@ class ProviderRefund:
     amount: int
     currency: str
     status: str  # pending | requires_action | succeeded | failed | canceled
+    reason: str | None = None
+    failure_reason: str | None = None
+    # The shop's own Refund id, for a refund the shop asked for (from the metadata).
+    shop_refund_id: int | None = None
 
     @classmethod
     def from_stripe_dict(cls, data: dict[str, Any]) -> "ProviderRefund | None":
@@ -130,13 +137,85 @@ class ProviderRefund:
         refund_id = _stripe_id(data.get("id"))
         if refund_id is None or amount is None:
             return None
+        metadata = data.get("metadata")
+        mine = metadata.get(REFUND_METADATA_KEY) if isinstance(metadata, dict) else None
+        shop_refund_id = None
+        if isinstance(mine, str) and mine.isascii() and mine.isdigit() and len(mine) < 19:
+            shop_refund_id = int(mine)
+        reason, failure = data.get("reason"), data.get("failure_reason")
         return cls(
             id=refund_id,
             payment_intent_id=_stripe_id(data.get("payment_intent")),
             amount=amount,
-            currency=str(data.get("currency") or ""),
-            status=str(data.get("status") or ""),
+            currency=_short(data.get("currency"), 3) or "",
+            status=_short(data.get("status"), 32) or "",
+            reason=_short(reason, 32),
+            failure_reason=_short(failure, 100),
+            shop_refund_id=shop_refund_id,
         )
+
+
+@dataclass(frozen=True)
+class RefundedCharge:
+    """What a charge.refunded event says: which payment, how much of it is refunded in all,
+    and the refunds it lists (recent API versions list none)."""
+
+    payment_intent_id: str | None
+    amount_refunded: int | None
+    refunds: tuple[ProviderRefund, ...] = ()
+
+    @classmethod
+    def from_stripe_dict(cls, data: dict[str, Any]) -> "RefundedCharge":
+        listed = data.get("refunds")
+        items = listed.get("data") if isinstance(listed, dict) else None
+        refunds = tuple(
+            refund
+            for item in (items if isinstance(items, list) else [])[:100]
+            if isinstance(item, dict) and (refund := ProviderRefund.from_stripe_dict(item))
+        )
+        return cls(
+            payment_intent_id=_stripe_id(data.get("payment_intent")),
+            amount_refunded=_amount(data.get("amount_refunded")),
+            refunds=refunds,
+        )
+
+
+@dataclass(frozen=True)
+class ProviderDispute:
+    """A chargeback as the provider reports it."""
+
+    id: str
+    payment_intent_id: str | None
+    amount: int
+    currency: str
+    reason: str
+    status: str  # warning_needs_response, needs_response, under_review, won, lost, …
+    evidence_due_by: datetime | None
+
+    @classmethod
+    def from_stripe_dict(cls, data: dict[str, Any]) -> "ProviderDispute | None":
+        dispute_id = _stripe_id(data.get("id"))
+        amount = _amount(data.get("amount"))
+        if dispute_id is None or amount is None:
+            return None
+        details = data.get("evidence_details")
+        due = details.get("due_by") if isinstance(details, dict) else None
+        due_by = None
+        if isinstance(due, int) and not isinstance(due, bool) and 0 < due < 2**33:
+            due_by = datetime.fromtimestamp(due, tz=UTC)
+        return cls(
+            id=dispute_id,
+            payment_intent_id=_stripe_id(data.get("payment_intent")),
+            amount=amount,
+            currency=_short(data.get("currency"), 3) or "",
+            reason=_short(data.get("reason"), 64) or "",
+            status=_short(data.get("status"), 32) or "",
+            evidence_due_by=due_by,
+        )
+
+
+def _short(value: Any, limit: int) -> str | None:
+    return value if isinstance(value, str) and 0 < len(value) <= limit else None
 
 
 @dataclass(frozen=True)
@@ -160,10 +239,24 @@ class ChargeRefundedEvent(Event):
 
 
 @dataclass(frozen=True)
+class RefundEvent(Event):
+    refund: ProviderRefund
+
+
+@dataclass(frozen=True)
+class DisputeEvent(Event):
+    dispute: ProviderDispute
+
+
+@dataclass(frozen=True)
 class UnhandledEvent(Event):
     """A well-formed event of a type the shop does not act on."""
 
 
+REFUND_EVENT_TYPES = frozenset({"refund.created", "refund.updated", "refund.failed"})
+DISPUTE_EVENT_TYPES = frozenset(
+    {"charge.dispute.created", "charge.dispute.updated", "charge.dispute.closed"}
+)
 SESSION_EVENT_TYPES = frozenset(
     {
         "checkout.session.completed",
@@ -200,6 +293,14 @@ def decode_event(data: Any) -> Event:
         return ChargeRefundedEvent(
             event_id, event_type, data, charge=RefundedCharge.from_stripe_dict(obj)
         )
+    if event_type in REFUND_EVENT_TYPES:
+        refund = ProviderRefund.from_stripe_dict(obj)
+        if refund is not None:
+            return RefundEvent(event_id, event_type, data, refund=refund)
+    if event_type in DISPUTE_EVENT_TYPES:
+        dispute = ProviderDispute.from_stripe_dict(obj)
+        if dispute is not None:
+            return DisputeEvent(event_id, event_type, data, dispute=dispute)
     return UnhandledEvent(event_id, event_type, data)
 
 
@@ -217,6 +318,17 @@ class PaymentGateway(Protocol):
         shop's own (the demo). Stripe's page is Stripe's: its provider raises PaymentError."""
         ...
 
-    def list_refunds(self, *, created_after: datetime) -> Iterator[ProviderRefund]:
-        """Every refund created since `created_after`, page by page (one call per page)."""
+    def list_refunds(
+        self, *, created_after: datetime | None = None, payment_intent_id: str | None = None
+    ) -> Iterator[ProviderRefund]:
+        """Refunds created since `created_after` (or of one payment), newest first, page by
+        page (one call per hundred)."""
+        ...
+
+    def list_disputes(self, *, created_after: datetime) -> Iterator[ProviderDispute]:
+        """Disputes created since `created_after`, newest first, one call per hundred."""
+        ...
+
+    def create_refund(self, request: "RefundRequest") -> ProviderRefund:
+        """Give money back. `request.idempotency_key` makes a retry return the same refund."""
         ...

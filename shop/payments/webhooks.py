@@ -16,16 +16,19 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from shop.orders.services import order_apply_refund, order_apply_session
+from shop.orders.services import order_apply_session
 from shop.payments.models import WebhookDelivery, WebhookEvent
 from shop.payments.stripe_gateway import verify_webhook
 from shop.payments.types import (
     ChargeRefundedEvent,
+    DisputeEvent,
     Event,
     InvalidWebhook,
+    RefundEvent,
     SessionEvent,
     decode_event,
 )
+from shop.refunds.services import dispute_apply, refund_apply, refunds_apply_charge
 from shop.results import Kind, Outcome, describe
 
 logger = logging.getLogger(__name__)
@@ -155,7 +158,11 @@ def _dispatch(event: Event) -> Outcome:
             payment_failed=event.payment_failed,
         )
     if isinstance(event, ChargeRefundedEvent):
-        return order_apply_refund(charge=event.charge, cause=event.type, event_id=event.id)
+        return refunds_apply_charge(charge=event.charge, cause=event.type, event_id=event.id)
+    if isinstance(event, RefundEvent):
+        return refund_apply(refund=event.refund, cause=event.type, event_id=event.id)
+    if isinstance(event, DisputeEvent):
+        return dispute_apply(dispute=event.dispute, cause=event.type, event_id=event.id)
     return Outcome(Kind.IGNORED, f"{event.type} is not an event this shop handles")
 
 

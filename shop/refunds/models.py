@@ -63,6 +63,11 @@ class Refund(models.Model):
             models.CheckConstraint(
                 condition=Q(origin__in=RefundOrigin.values), name="refund_origin_valid"
             ),
+            # A payment that came after its stock was sold is given back once, however often
+            # its event is delivered.
+            models.UniqueConstraint(
+                fields=["order"], condition=Q(cause="sold out"), name="refund_sold_out_once"
+            ),
         ]
         indexes = [
             models.Index(fields=["payment_intent_id"], name="refund_intent_idx"),
