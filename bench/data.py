@@ -1,256 +1,122 @@
-"""Test data for the bench, written straight to the database the server under load uses."""
+"""Data steps: what the database holds before a scenario runs, made the way real use makes it.
 
-import copy
-import json
-import secrets
-from collections.abc import Iterator, Sequence
+A customer's history comes through the shop itself (the form, checkout, Stripe's signed
+webhook), one order after the other; the crowd of other browsers' orders comes after it, so
+their ids are larger as they would be, in bulk; then the planner's statistics are refreshed as
+autovacuum would. Each step returns what it made, for the report's sanity checks.
+"""
+
+import time
 from datetime import timedelta
-from typing import Any
 
-from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection, transaction  # lazy: importable before Django is set up
 from django.db.models import Model
 from django.utils import timezone
 
-from devtools.fakestripe import FakeStripe, load_fixtures
-from shop.catalogue.models import Product
-from shop.orders.models import Order, OrderLine, OrderStatus
-from shop.payments.models import WebhookEvent
-from shop.web.customer import COOKIE_NAME, customer_cookie_value
+from bench.env import Shop
 
-BATCH = 5_000
+HISTORY_ORDERS = 1_000
 
 
-def browser_cookie(*, customer_key: str) -> str:
-    """The Cookie header part of a browser that has bought before as `customer_key`."""
-    return f"{COOKIE_NAME}={customer_cookie_value(customer_key)}"
+def history(shop: Shop) -> str:
+    """A browser that paid 1,000 orders and one that never paid, then 5,000 other browsers'."""
+    from shop.orders.models import Order, OrderStatus
 
-
-def paid_orders_create(
-    *, customer_key: str, count: int, products: Sequence[Product], tag: str
-) -> None:
-    """`count` paid orders of two lines each, oldest first, the way checkout leaves them."""
-    now = timezone.now()
-    bought = [products[0], products[-1]]
-    for start in range(0, count, BATCH):
-        orders = Order.objects.bulk_create(
-            _paid_order(
-                customer_key=customer_key,
-                products=bought,
-                tag=tag,
-                number=n,
-                created_at=now - timedelta(minutes=count - n),
-            )
-            for n in range(start, min(count, start + BATCH))
-        )
-        OrderLine.objects.bulk_create(line for order in orders for line in _lines(order, bought))
-    analyze()
-
-
-def other_customers_orders_create(
-    *, count: int, customers: int, products: Sequence[Product]
-) -> None:
-    """Paid orders of other browsers, one line each, spread over `customers` customers.
-
-    Made by the database itself (INSERT ... SELECT over a counter): building 100,000 model
-    instances in Python takes a minute on a small machine. Every other column is copied from
-    a template instance, so fields added later keep their defaults.
-    """
-    bought = products[:1]
-    template = _paid_order(
-        customer_key="",
-        products=bought,
-        tag="other",
-        number=0,
-        created_at=timezone.now() - timedelta(days=1),
+    started, paid_before = time.monotonic(), Order.objects.filter(status=OrderStatus.PAID).count()
+    browser = None
+    for n in range(HISTORY_ORDERS):
+        browser = shop.buy(shop.cart(1, 0, 2) if n % 2 else shop.cart(2), browser)
+    shop.browsers["history"] = browser or ""
+    shop.browsers["none"], _ = shop.start_checkout(shop.cart(1))  # and left without paying
+    seconds = time.monotonic() - started
+    paid = Order.objects.filter(status=OrderStatus.PAID).count() - paid_before
+    others_create(count=5_000, customers=5_000, tag="5k")
+    return (
+        f"{paid:,} orders of one browser paid through checkout and the webhook in {seconds:.0f} "
+        f"s, then 5,000 orders of 5,000 other browsers inserted{analyze()}"
     )
-    with transaction.atomic():
-        _insert_from_counter(
-            Order,
-            template,
-            count=count,
-            varying={
-                "reference": ("'ord_benchother' || n", []),
-                "customer_key": ("'bench-other-' || (n %% %s)", [customers]),
-                "checkout_session_id": ("'cs_test_benchother' || n", []),
-                "payment_intent_id": ("'pi_benchother' || n", []),
-            },
-        )
-        line = next(_lines(template, bought))
-        columns, values, params = _template_columns(OrderLine, line, {"order": ("id", [])})
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"INSERT INTO {OrderLine._meta.db_table} ({columns}) SELECT {values} "  # noqa: S608
-                f"FROM {Order._meta.db_table} WHERE reference LIKE 'ord_benchother%%'",
-                params,
-            )
-    analyze()
 
 
-def past_webhook_events_create(*, count: int) -> None:
-    """Processed events of past orders, one in fifty a refund, as a year of webhooks leaves."""
-    template = WebhookEvent(
-        event_id="",
-        type="",
-        attempts=1,
+def crowd(shop: Shop) -> str:
+    """100,000 more orders of 20,000 other browsers, and a year's 100,000 webhook events."""
+    from shop.payments.models import WebhookEvent
+
+    started = time.monotonic()
+    others_create(count=100_000, customers=20_000, tag="100k")
+    event = WebhookEvent(
         outcome="paid",
+        attempts=1,
         received_at=timezone.now() - timedelta(days=1),
         processed_at=timezone.now(),
         # Small on purpose: 100,000 real 5 kB bodies would make SQLite's file 500 MB.
-        payload={
-            "object": "event",
-            "data": {"object": {"object": "charge", "payment_intent": "pi_bench_past"}},
-        },
+        payload={"object": "event", "data": {"object": {"object": "charge"}}},
     )
+    refund_or_payment = (
+        "CASE WHEN n %% 50 = 0 THEN 'charge.refunded' ELSE 'checkout.session.completed' END"
+    )
+    varying = {"event_id": "'evt_benchpast' || n", "type": refund_or_payment}
+    _insert_copies(WebhookEvent, event, count=100_000, varying=varying)
+    seconds = time.monotonic() - started
+    return (
+        "100,000 orders and 100,000 events (one in fifty a refund) inserted in "
+        f"{seconds:.1f} s{analyze()}"
+    )
+
+
+def others_create(*, count: int, customers: int, tag: str) -> None:
+    """Paid orders of one line, of `customers` other browsers, copied from a real order line
+    by the database itself (INSERT ... SELECT: 100,000 model instances take a minute)."""
+    from shop.orders.models import Order, OrderLine
+
+    line = OrderLine.objects.select_related("order").first()
+    if line is None:
+        raise RuntimeError("no order to copy: run a step that buys first")
+    order, now = line.order, timezone.now()
+    order.created_at = order.paid_at = now
+    order.amount_total, line.quantity = line.unit_amount, 1
+    prefix = f"ord_bench{tag}_"
     with transaction.atomic():
-        _insert_from_counter(
-            WebhookEvent,
-            template,
-            count=count,
-            varying={
-                "event_id": ("'evt_benchpast' || n", []),
-                "type": (
-                    "CASE WHEN n %% 50 = 0 THEN 'charge.refunded' "
-                    "ELSE 'checkout.session.completed' END",
-                    [],
-                ),
-            },
-        )
-    analyze()
+        varying = {
+            "reference": f"'{prefix}' || n",
+            "customer_key": f"'bench-{tag}-' || (n %% {customers})",
+            "checkout_session_id": f"'cs_test_bench{tag}_' || n",
+            "payment_intent_id": f"'pi_bench{tag}_' || n",
+        }
+        _insert_copies(Order, order, count=count, varying=varying)
+        source = f"{Order._meta.db_table} WHERE reference LIKE '{prefix}%%'"
+        _insert_copies(OrderLine, line, source=source, varying={"order": "id"})
 
 
-def analyze() -> None:
+def analyze() -> str:
     """On PostgreSQL, what autovacuum does by itself within a minute of a bulk insert."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("ANALYZE")
+    if connection.vendor != "postgresql":
+        return ""
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+    return ", then ANALYZE"
 
 
-def _insert_from_counter(
-    model: type[Model], template: Model, *, count: int, varying: dict[str, tuple[str, list[Any]]]
+def _insert_copies(
+    model: type[Model],
+    template: Model,
+    *,
+    varying: dict[str, str],
+    count: int = 0,
+    source: str = "",
 ) -> None:
-    """Insert `count` copies of `template`, with SQL expressions of n (1..count) for some
-    fields."""
-    columns, values, params = _template_columns(model, template, varying)
-    # Only model metadata and the bench's own constant expressions are formatted in.
+    """Insert copies of `template`, some fields given as SQL over the rows of `source`, by
+    default a counter n = 1..count. Only the bench's own constants are formatted in."""
+    columns, values, params = [], [], []
+    for f in model._meta.concrete_fields:
+        if not f.primary_key:
+            columns.append(connection.ops.quote_name(str(f.column)))  # concrete: has one
+            values.append(varying.get(f.name, "%s"))
+            if f.name not in varying:
+                params.append(f.get_db_prep_save(f.pre_save(template, add=True), connection))
     sql = (
         "WITH RECURSIVE counter(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM counter "  # noqa: S608
-        f"WHERE n < %s) INSERT INTO {model._meta.db_table} ({columns}) "
-        f"SELECT {values} FROM counter"
+        f"WHERE n < %s) INSERT INTO {model._meta.db_table} ({', '.join(columns)}) "
+        f"SELECT {', '.join(values)} FROM {source or 'counter'}"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, [count, *params])
-
-
-def _template_columns(
-    model: type[Model], template: Model, varying: dict[str, tuple[str, list[Any]]]
-) -> tuple[str, str, list[Any]]:
-    columns, values, params = [], [], []
-    for field in model._meta.concrete_fields:
-        if field.primary_key:
-            continue
-        columns.append(connection.ops.quote_name(field.column))
-        if field.name in varying:
-            expression, expression_params = varying[field.name]
-            values.append(expression)
-            params.extend(expression_params)
-        else:
-            values.append("%s")
-            params.append(field.get_db_prep_save(field.pre_save(template, add=True), connection))
-    return ", ".join(columns), ", ".join(values), params
-
-
-def pending_orders_create(
-    *, count: int, products: Sequence[Product], fake: FakeStripe, tag: str
-) -> list[Order]:
-    """Orders of distinct browsers whose Checkout Session is open, as checkout leaves them."""
-    now = timezone.now()
-    created: list[Order] = []
-    for start in range(0, count, BATCH):
-        orders = Order.objects.bulk_create(
-            Order(
-                reference=f"ord_bench{tag}{n:07d}",
-                customer_key=f"bench-{tag}-{n}",
-                currency=settings.SHOP_CURRENCY,
-                amount_total=sum(p.unit_amount for p in products[:1]),
-                cart_key="bench",
-                checkout_session_id=f"cs_test_bench{tag}{n:07d}",
-                checkout_url=f"{fake.url}/c/pay/cs_test_bench{tag}{n:07d}",
-                checkout_expires_at=now + timedelta(minutes=settings.CHECKOUT_SESSION_MINUTES),
-            )
-            for n in range(start, min(count, start + BATCH))
-        )
-        OrderLine.objects.bulk_create(
-            line for order in orders for line in _lines(order, products[:1], quantity=1)
-        )
-        created.extend(orders)
-    return created
-
-
-class Events:
-    """Signed checkout.session.completed deliveries, as Stripe sends them."""
-
-    def __init__(self, fake: FakeStripe) -> None:
-        self.fake = fake
-        self.session_template = load_fixtures()["checkout.session"]
-
-    def completed(self, order: Order) -> tuple[bytes, str]:
-        session: dict[str, Any] = copy.deepcopy(self.session_template)
-        session.update(
-            id=order.checkout_session_id,
-            object="checkout.session",
-            mode="payment",
-            status="complete",
-            payment_status="paid",
-            amount_subtotal=order.amount_total,
-            amount_total=order.amount_total,
-            currency=order.currency,
-            client_reference_id=order.reference,
-            metadata={"order_id": order.reference},
-            payment_intent="pi_" + secrets.token_hex(12),
-            url=None,
-            livemode=False,
-            success_url="http://127.0.0.1/checkout/success/?session_id={CHECKOUT_SESSION_ID}",
-            cancel_url="http://127.0.0.1/?notice=cancelled",
-            currency_conversion=None,
-            shipping_cost=None,
-            shipping_address_collection=None,
-            total_details={"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0},
-        )
-        event = self.fake.event("checkout.session.completed", session)
-        body = json.dumps(event, indent=2).encode()
-        return body, self.fake.sign(body)
-
-    def completed_many(self, orders: Sequence[Order]) -> Iterator[tuple[bytes, str]]:
-        return (self.completed(order) for order in orders)
-
-
-def _paid_order(
-    *, customer_key: str, products: Sequence[Product], tag: str, number: int, created_at: Any
-) -> Order:
-    return Order(
-        reference=f"ord_bench{tag}{number:07d}",
-        customer_key=customer_key,
-        status=OrderStatus.PAID,
-        currency=settings.SHOP_CURRENCY,
-        amount_total=sum(p.unit_amount * (i + 1) for i, p in enumerate(products)),
-        cart_key="bench",
-        checkout_session_id=f"cs_test_bench{tag}{number:07d}",
-        checkout_expires_at=created_at + timedelta(minutes=settings.CHECKOUT_SESSION_MINUTES),
-        payment_intent_id=f"pi_bench{tag}{number:07d}",
-        created_at=created_at,
-        paid_at=created_at + timedelta(minutes=1),
-    )
-
-
-def _lines(
-    order: Order, products: Sequence[Product], quantity: int | None = None
-) -> Iterator[OrderLine]:
-    for i, product in enumerate(products):
-        yield OrderLine(
-            order=order,
-            product=product,
-            product_name=product.name,
-            unit_amount=product.unit_amount,
-            quantity=quantity or i + 1,
-        )

@@ -1,40 +1,33 @@
--- Replays the requests of a file written by bench/load.py, each wrk thread taking every
--- n-th one so no two threads send the same request.
+-- Replays the requests of a file written by bench/load.py, in order, on one wrk thread.
 --
---   wrk ... -s bench/replay.lua URL -- FILE THREADS MODE [SKIP]
+--   wrk -t1 ... -s bench/replay.lua URL -- FILE SKIP [once]
 --
--- MODE "cycle" starts again at the first request when the file is used up; "once" sends each
--- request at most once (distinct webhook events must never turn into duplicates), then sends
--- only the fallback request below and stops the thread, and reports itself as exhausted.
--- SKIP requests of the file are left out first (an earlier run of the same file sent them).
+-- Starts at request SKIP (an earlier run of the same file sent those) and goes round the file
+-- again at its end; with "once" it sends each request at most once (distinct webhook events
+-- must never turn into duplicates), then stops and reports itself as exhausted.
 -- done() prints one line, "BENCHJSON {...}", that bench/load.py reads, with the latency
 -- distribution as 1,000 evenly spaced quantiles so that runs can be merged.
 
 local QUANTILES = 1000
-local threads = {}
-local thread_count = 0
-
-function setup(thread)
-  thread:set("id", thread_count)
-  thread_count = thread_count + 1
-  table.insert(threads, thread)
-end
-
 local requests = {}
 local index = 0
 local once = false
 local fallback = nil
+local thread = nil
 statuses = {}
 exhausted = false
 
-local function read_requests(path, stride, offset)
-  local file = assert(io.open(path, "rb"))
-  local position = 0
+function setup(t)
+  thread = t
+end
+
+function init(args)
+  local file = assert(io.open(args[1], "rb"))
   while true do
     local line = file:read("*l")
     if not line then break end
     local method, target, length, header_count = line:match("^(%S+) (%S+) (%d+) (%d+)$")
-    assert(method, "bad request line in " .. path .. ": " .. line)
+    assert(method, "bad request line in " .. args[1] .. ": " .. line)
     local headers = {}
     for _ = 1, tonumber(header_count) do
       local name, value = file:read("*l"):match("^([^:]+): (.*)$")
@@ -42,20 +35,13 @@ local function read_requests(path, stride, offset)
     end
     local body = nil
     if tonumber(length) > 0 then body = file:read(tonumber(length)) end
-    if position % stride == offset then
-      table.insert(requests, wrk.format(method, target, headers, body))
-    end
-    position = position + 1
+    table.insert(requests, wrk.format(method, target, headers, body))
   end
   file:close()
-end
-
-function init(args)
-  local stride = tonumber(args[2] or "1")
-  read_requests(args[1], stride, id or 0)
-  assert(#requests > 0, "no requests for this thread in " .. args[1])
+  assert(#requests > 0, "no requests in " .. args[1])
   once = args[3] == "once"
-  index = tonumber(args[4] or "0")
+  index = tonumber(args[2] or "0")
+  if not once then index = index % #requests end
   fallback = wrk.format("GET", "/bench/floor")
 end
 
@@ -77,15 +63,8 @@ function response(status, headers, body)
 end
 
 function done(summary, latency, _)
-  local merged, any_exhausted = {}, false
-  for _, thread in ipairs(threads) do
-    for status, count in pairs(thread:get("statuses")) do
-      merged[status] = (merged[status] or 0) + count
-    end
-    any_exhausted = any_exhausted or thread:get("exhausted")
-  end
   local parts = {}
-  for status, count in pairs(merged) do
+  for status, count in pairs(thread:get("statuses")) do
     table.insert(parts, string.format('"%d":%d', status, count))
   end
   local quantiles = {}
@@ -97,9 +76,8 @@ function done(summary, latency, _)
   local errors = summary.errors
   io.write(string.format(
     'BENCHJSON {"requests":%d,"duration_us":%d,"errors":{"connect":%d,"read":%d,"write":%d,' ..
-    '"status":%d,"timeout":%d},"latency_quantiles_us":[%s],"latency_max_us":%d,' ..
-    '"statuses":{%s},"exhausted":%s}\n',
+    '"status":%d,"timeout":%d},"latency_quantiles_us":[%s],"statuses":{%s},"exhausted":%s}\n',
     summary.requests, summary.duration, errors.connect, errors.read, errors.write,
-    errors.status, errors.timeout, table.concat(quantiles, ","), latency.max,
-    table.concat(parts, ","), tostring(any_exhausted)))
+    errors.status, errors.timeout, table.concat(quantiles, ","), table.concat(parts, ","),
+    tostring(thread:get("exhausted"))))
 end
