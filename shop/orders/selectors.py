@@ -1,8 +1,11 @@
 """Reading orders for the pages that show them."""
 
 import hashlib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
 from django.db.models import Prefetch, Q, QuerySet
 
@@ -30,24 +33,34 @@ def orders_for_customer(
 ) -> OrderPage:
     """A page of this browser's paid and refunded orders, newest first.
 
-    Keyset paging on the primary key (ids grow with creation time) through an index that
-    matches the query, so a page costs the same whether the browser's history holds ten orders
-    or ten thousand, and whatever other browsers bought since. `emails`: addresses this browser
-    has proven it reads (Find my orders); their orders are this browser's too.
+    Keyset paging on (paid_at, id) through an index that matches the query, so a page costs
+    the same whether the browser's history holds ten orders or ten thousand, and whatever other
+    browsers bought since. `before` is the cursor of the last order of the previous page.
+    `emails`: addresses this browser has proven it reads (Find my orders); their orders are this
+    browser's too.
     """
     paged = bool(before)
     if not customer_key and not emails:
         return OrderPage(_page_key([], None, paged), Order.objects.none(), None, paged)
     history = order_history(customer_key=customer_key, emails=emails)
-    if before and before.isascii() and before.isdigit() and len(before) < 19:
-        history = history.filter(pk__lt=int(before))
-    shown = list(
-        history.values_list("id", "reference", "status", "amount_refunded")[: ORDERS_PER_PAGE + 1]
+    cursor = _CURSOR.fullmatch(before or "")
+    if cursor:
+        paid_at = datetime.fromtimestamp(int(cursor["micros"]) / 1_000_000, tz=UTC)
+        paid_at = paid_at.replace(microsecond=int(cursor["micros"]) % 1_000_000)
+        # A range on the index (paid_at <= t), then the few rows of that very instant.
+        history = history.filter(paid_at__lte=paid_at).exclude(
+            paid_at=paid_at, pk__gte=int(cursor["id"])
+        )
+    rows = list(
+        history.values_list("id", "reference", "status", "amount_refunded", "paid_at")[
+            : ORDERS_PER_PAGE + 1
+        ]
     )
     next_cursor = None
-    if len(shown) > ORDERS_PER_PAGE:
-        shown = shown[:ORDERS_PER_PAGE]
-        next_cursor = str(shown[-1][0])
+    if len(rows) > ORDERS_PER_PAGE:
+        last_id, *_, last_paid_at = rows[ORDERS_PER_PAGE - 1]
+        next_cursor = f"{_micros(last_paid_at)}-{last_id}"
+    shown = [row[:4] for row in rows[:ORDERS_PER_PAGE]]
     return OrderPage(
         _page_key(shown, next_cursor, paged),
         _with_lines([row[0] for row in shown]),
@@ -60,11 +73,22 @@ def order_history(*, customer_key: str | None, emails: Sequence[str] = ()) -> Qu
     """A browser's paid and refunded orders, newest first: the query `order_history_idx` is for.
 
     `paid_at IS NOT NULL` rather than `status IN (paid, refunded)` (the same orders, a database
-    constraint says so): SQLite uses a partial index only for the very condition it names, and
-    PostgreSQL's planner then cannot mistake the browser's key and status for independent and
-    walk the primary key past every newer order of every other browser.
+    constraint says so): SQLite uses a partial index only for the very condition it names. And
+    in the index's order, (paid_at, id), which no other index gives: ordered by id alone,
+    PostgreSQL may take a browser with a long, old history for one whose orders are spread over
+    every id, and walk the primary key backwards past every newer order of every other browser.
     """
-    return Order.objects.filter(_whose(customer_key, emails), paid_at__isnull=False).order_by("-id")
+    return Order.objects.filter(_whose(customer_key, emails), paid_at__isnull=False).order_by(
+        "-paid_at", "-id"
+    )
+
+
+_CURSOR = re.compile(r"(?P<micros>[0-9]{1,18})-(?P<id>[0-9]{1,18})")
+
+
+def _micros(moment: datetime | None) -> int:
+    # Every order of a history has paid_at (the query says so).
+    return int(moment.timestamp()) * 1_000_000 + moment.microsecond if moment else 0
 
 
 def _whose(customer_key: str | None, emails: Sequence[str]) -> Q:
@@ -80,7 +104,7 @@ def orders_paid_with_email(*, email: str) -> bool:
     return Order.objects.filter(email=email, paid_at__isnull=False).exists()
 
 
-def _page_key(shown: list[tuple[int, str, str, int]], next_cursor: str | None, paged: bool) -> str:
+def _page_key(shown: list[Any], next_cursor: str | None, paged: bool) -> str:
     # An order's lines and total never change after checkout, only its status and refunded
     # amount: with the ids and references they say everything the page shows. References are
     # random, so a key never outlives its order, even in a database whose ids start again.
@@ -90,7 +114,7 @@ def _page_key(shown: list[tuple[int, str, str, int]], next_cursor: str | None, p
 def _with_lines(ids: list[int]) -> QuerySet[Order]:
     return (
         Order.objects.filter(pk__in=ids)
-        .order_by("-id")
+        .order_by("-paid_at", "-id")
         .only(
             "reference",
             "status",
