@@ -373,11 +373,9 @@ def checkout_posts(draw: st.DrawFn, product_ids: list[int]) -> dict[str, Any]:
     extra: dict[str, str] = {}
     if draw(st.integers(0, 9)) == 0:
         # Only lengths up to the real one: a longer one makes the test client itself fail.
+        odd = [v for v in ["", "abc", "-1", " 12 ", "1e3", "0x10", "٣"] if _fits(v, len(body))]
         extra["CONTENT_LENGTH"] = draw(
-            st.one_of(
-                st.sampled_from(["", "abc", "-1", " 12 ", "1e3", "0x10", "٣"]),
-                st.integers(0, len(body)).map(str),
-            )
+            st.one_of(st.sampled_from(odd), st.integers(0, len(body)).map(str))
         )
     query = draw(
         st.one_of(
@@ -392,6 +390,15 @@ def checkout_posts(draw: st.DrawFn, product_ids: list[int]) -> dict[str, Any]:
         query = ""
     path = f"{CHECKOUT_URL}?{query}" if query else CHECKOUT_URL
     return {"path": path, "data": body, "content_type": content_type, **extra}
+
+
+def _fits(declared: str, length: int) -> bool:
+    """False for a Content-Length that Django reads as more than the body (" 12 " and "٣" are
+    numbers to int()): the test client, unlike a server, cannot send a short body."""
+    try:
+        return int(declared) <= length
+    except ValueError:
+        return True
 
 
 def posted_pairs(request: Any) -> list[tuple[str, str]]:
