@@ -5,7 +5,9 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 # The newest PostgreSQL server installed from Debian's or Ubuntu's packages.
 PG_BIN ?= $(lastword $(sort $(wildcard /usr/lib/postgresql/*/bin)))
-PYTEST_ARGS ?=
+# Two test processes (pytest-xdist): the suite's database servers, browsers and app servers
+# keep both cores busy. PYTEST_ARGS= runs it in one process.
+PYTEST_ARGS ?= -n 2
 # What the suite needs from the system: a browser, a database server, Redis, Node for axe-core.
 TEST_PACKAGES := chromium postgresql redis-server nodejs npm
 BENCH_PACKAGES := wrk

@@ -5,6 +5,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 from django.db.models import Prefetch, Q, QuerySet
@@ -19,13 +20,17 @@ ORDERS_PER_PAGE = 10
 class OrderPage:
     """A page of My Orders: what it shows as one key, and the orders to render it with.
 
-    `orders` is lazy: it is read only when the page's markup is not cached under `key`.
+    `orders` is made only when the page's markup is not cached under `key`, and read then.
     """
 
     key: str
-    orders: QuerySet[Order]
+    ids: tuple[int, ...]
     next_cursor: str | None
     paged: bool
+
+    @cached_property
+    def orders(self) -> QuerySet[Order]:
+        return _with_lines(list(self.ids))
 
 
 def orders_for_customer(
@@ -41,7 +46,7 @@ def orders_for_customer(
     """
     paged = bool(before)
     if not customer_key and not emails:
-        return OrderPage(_page_key([], None, paged), Order.objects.none(), None, paged)
+        return OrderPage(_page_key([], None, paged), (), None, paged)
     history = order_history(customer_key=customer_key, emails=emails)
     cursor = _CURSOR.fullmatch(before or "")
     if cursor:
@@ -63,7 +68,7 @@ def orders_for_customer(
     shown = [row[:4] for row in rows[:ORDERS_PER_PAGE]]
     return OrderPage(
         _page_key(shown, next_cursor, paged),
-        _with_lines([row[0] for row in shown]),
+        tuple(row[0] for row in shown),
         next_cursor,
         paged,
     )
