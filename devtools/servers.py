@@ -43,12 +43,10 @@ def wait_for(url: str, timeout: float = 30) -> None:
         time.sleep(0.1)
 
 
-@contextmanager
-def app_servers(
-    count: int, env: dict[str, str], log_dir: Path, *, workers: int = 2, threads: int = 4
-) -> Iterator[list[str]]:
-    """Start `count` gunicorn servers with production settings plus `env`."""
-    full_env = {
+def production_env(env: dict[str, str]) -> dict[str, str]:
+    """The environment of a shop process (app server, worker) with production settings on the
+    test database, plus `env`."""
+    return {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings",
         "DATABASE_URL": test_database_url(),
@@ -56,10 +54,18 @@ def app_servers(
         "DJANGO_SECRET_KEY": "app-server-test-secret-key-0123456789-abcdefghijklmnop",
         "DJANGO_SECURE_SSL_REDIRECT": "false",
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
-        # Servers without a Stripe key (env) run demo payments, asked for as production needs.
+        # A process without a Stripe key (env) runs demo payments, asked for as production needs.
         "SHOP_DEMO_PAYMENTS": "true",
         **env,
     }
+
+
+@contextmanager
+def app_servers(
+    count: int, env: dict[str, str], log_dir: Path, *, workers: int = 2, threads: int = 4
+) -> Iterator[list[str]]:
+    """Start `count` gunicorn servers with production settings plus `env`."""
+    full_env = production_env(env)
     ports = [free_port() for _ in range(count)]
     with ExitStack() as logs:
         servers = [

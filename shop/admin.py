@@ -13,6 +13,7 @@ from shop.orders.models import Order, OrderLine, OrderTransition
 from shop.payments.models import WebhookDelivery, WebhookEvent
 from shop.payments.webhooks import webhook_event_replay
 from shop.refunds.admin import DisputeInline, RefundInline, refund_view
+from shop.templatetags.money import cents
 
 
 @admin.register(Product)
@@ -94,7 +95,7 @@ class OrderAdmin(admin.ModelAdmin):
         "reference",
         "status",
         "amount_total",
-        "amount_refunded",
+        "refunded",
         "currency",
         "disputed",
         "needs_review",
@@ -127,7 +128,7 @@ class OrderAdmin(admin.ModelAdmin):
         "released_at",
         "payment_intent_id",
         "email",
-        "amount_refunded",
+        "refunded",
         "disputed",
         "created_at",
         "updated_at",
@@ -140,6 +141,13 @@ class OrderAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
+
+    @admin.display(description="Refunded", ordering="amount_refunded")
+    def refunded(self, order: Order) -> str:
+        if not order.amount_refunded:
+            return ""
+        amount = cents(order.amount_refunded, order.currency)
+        return f"Partially refunded {amount}" if order.partially_refunded else f"All, {amount}"
 
     def get_urls(self) -> list[URLPattern]:
         refund = path(

@@ -1,6 +1,5 @@
 """Real `manage.py db_worker` processes on the test database, for tests that kill or race them."""
 
-import os
 import signal
 import subprocess
 import sys
@@ -9,22 +8,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from devtools.servers import ROOT, test_database_url
+from devtools.servers import ROOT, production_env
 
 
 def worker_env(**env: str) -> dict[str, str]:
     """Production settings on the test database, as the app servers get (devtools.servers)."""
-    return {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings",
-        "DATABASE_URL": test_database_url(),
-        "DJANGO_DEBUG": "false",
-        "DJANGO_SECRET_KEY": "app-server-test-secret-key-0123456789-abcdefghijklmnop",
-        "DJANGO_SECURE_SSL_REDIRECT": "false",
-        "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
-        "PYTHONUNBUFFERED": "1",
-        **env,
-    }
+    return production_env({"PYTHONUNBUFFERED": "1", **env})
 
 
 @contextmanager

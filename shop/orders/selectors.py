@@ -14,6 +14,16 @@ from shop.orders.links import order_link_valid
 from shop.orders.models import Order, OrderLine
 
 ORDERS_PER_PAGE = 10
+# What a customer's pages show of an order (with its lines).
+SHOWN_FIELDS = (
+    "reference",
+    "status",
+    "amount_total",
+    "amount_refunded",
+    "currency",
+    "created_at",
+    "paid_at",
+)
 
 
 @dataclass(frozen=True)
@@ -120,15 +130,7 @@ def _with_lines(ids: list[int]) -> QuerySet[Order]:
     return (
         Order.objects.filter(pk__in=ids)
         .order_by("-paid_at", "-id")
-        .only(
-            "reference",
-            "status",
-            "amount_total",
-            "amount_refunded",
-            "currency",
-            "created_at",
-            "paid_at",
-        )
+        .only(*SHOWN_FIELDS)
         .prefetch_related(
             Prefetch(
                 "lines",
@@ -155,15 +157,7 @@ def order_for_link(*, reference: str, token: str) -> Order | None:
         return None
     return (
         Order.objects.filter(reference=reference)
-        .only(
-            "reference",
-            "status",
-            "amount_total",
-            "amount_refunded",
-            "currency",
-            "created_at",
-            "paid_at",
-        )
+        .only(*SHOWN_FIELDS)
         .prefetch_related("lines")
         .first()
     )
