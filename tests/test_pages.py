@@ -248,7 +248,7 @@ def test_my_orders_pages_through_the_whole_history(client, products, fake_stripe
     while url:
         page = client.get(url).content.decode()
         seen += re.findall(r'data-order-id="([^"]+)"', page)
-        older = re.search(r'href="(\?before=[0-9-]+)#my-orders" rel="next"', page)
+        older = re.search(r'href="(\?before=\d+)#my-orders" rel="next"', page)
         url = "/" + older.group(1) if older else None
 
     assert seen == expected and len(seen) == 25

@@ -1,5 +1,7 @@
 """Every endpoint costs a constant number of SQL queries, whatever the size of the data."""
 
+import re
+
 import pytest
 from django.test import Client
 
@@ -26,11 +28,16 @@ def test_storefront_first_visit_queries(products, django_assert_num_queries, big
 def test_storefront_returning_browser_queries(client, django_assert_num_queries, big_history):
     # Products, the page's order ids and statuses, then (to render them) the orders and lines.
     with django_assert_num_queries(4):
-        client.get("/")
-    with django_assert_num_queries(3):  # products cached; another page: ids, orders, lines
-        client.get("/?before=999999")
+        first = client.get("/").content.decode()
+    older = re.search(r"\?before=\d+", first).group(0)
+    # Products cached; the next page: when its first order's predecessor was paid, the ids,
+    # then the orders and lines.
+    with django_assert_num_queries(4):
+        client.get("/" + older)
     with django_assert_num_queries(1):  # the same page again: its ids and statuses only
         client.get("/")
+    with django_assert_num_queries(1):  # a cursor that is not one of this browser's orders
+        assert "No older orders" in client.get("/?before=999999").content.decode()
 
 
 def test_checkout_queries_for_a_new_browser(products, fake_stripe, django_assert_num_queries):
