@@ -93,6 +93,8 @@ def environment(backend: str, *, pg_bin: str = DEFAULT_BIN) -> Iterator[Environm
             "STRIPE_SECRET_KEY": fake.api_key,
             "STRIPE_API_BASE": fake.url,
             "STRIPE_WEBHOOK_SECRET": fake.webhook_secret,
+            # A shop with an owner: a payment owes two emails (customer, owner), as it would.
+            "SHOP_OWNER_EMAIL": "owner@shop.example",
         }
         os.environ.update(server_env)
         import django

@@ -9,11 +9,15 @@ of record.
 """
 
 import argparse
+import collections
 import cProfile
 import itertools
 import pstats
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 from bench.env import environment
 from bench.load import cpu_seconds, postgres_pids
@@ -28,6 +32,9 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=400, help="timed requests per scenario")
     parser.add_argument("--warmup", type=int, default=50, help="requests before timing")
     parser.add_argument("--profile", action="store_true", help="print cProfile statistics")
+    parser.add_argument(
+        "--sql", action="store_true", help="print each statement's count and wall ms per request"
+    )
     args = parser.parse_args()
     if set(args.keys) - set(keys):
         parser.error(f"unknown scenario {', '.join(set(args.keys) - set(keys))}")
@@ -48,8 +55,9 @@ def main() -> int:
             app, db = time.process_time(), cpu_seconds(database)
             if profiler:
                 profiler.enable()
-            for request in batch:
-                shop.expect(request, scenario.expected)
+            with _statements(args.sql, len(batch)):
+                for request in batch:
+                    shop.expect(request, scenario.expected)
             if profiler:
                 profiler.disable()
             app = (time.process_time() - app) * 1000 / len(batch)
@@ -65,6 +73,31 @@ def main() -> int:
                 flush=True,
             )
     return 0
+
+
+@contextmanager
+def _statements(wanted: bool, requests: int) -> Iterator[None]:
+    """With `wanted`, time every statement the requests run, and print them by text."""
+    if not wanted:
+        yield
+        return
+    from django.db import connection
+
+    seen: dict[str, list[float]] = collections.defaultdict(lambda: [0, 0.0])
+
+    def timed(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            entry = seen[" ".join(sql.split())[:150]]
+            entry[0] += 1
+            entry[1] += time.perf_counter() - started
+
+    with connection.execute_wrapper(timed):
+        yield
+    for sql, (count, seconds) in seen.items():
+        print(f"{count / requests:5.2f}/req {seconds * 1000 / count:7.3f} ms  {sql}")
 
 
 if __name__ == "__main__":

@@ -109,8 +109,9 @@ TEMPLATES = [
 ]
 
 DATABASES = {
-    "default": dj_database_url.config(
-        default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
+    # An empty DATABASE_URL (a blank line in .env) means the default, as an unset one does.
+    "default": dj_database_url.parse(
+        os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
         # Persistent connections: opening one per request would dominate a fast page.
         conn_max_age=int(os.environ.get("DJANGO_CONN_MAX_AGE", "600")),
         # Off (Django's default): a check is a round trip at the start of every request, a

@@ -83,3 +83,23 @@ def emails_deploy_check(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
             )
         )
     return problems
+
+
+@register(Tags.database)
+def database_features_check(databases: Any = None, **kwargs: Any) -> list[Error]:
+    """The webhook's statements (shop.payments.statements) need INSERT ... RETURNING, which
+    SQLite has from 3.35 (Django itself accepts older ones); PostgreSQL always has it."""
+    from django.db import connection
+
+    if databases is None or "default" not in databases:
+        return []
+    if connection.vendor == "sqlite" and not connection.features.can_return_columns_from_insert:
+        return [
+            Error(
+                "SQLite 3.35 or newer is needed (INSERT ... RETURNING); this Python's sqlite3 "
+                "module links an older one.",
+                hint="Use a newer Python or system SQLite, or PostgreSQL (DATABASE_URL).",
+                id="shop.E003",
+            )
+        ]
+    return []

@@ -106,23 +106,24 @@ def test_webhook_queries_with_limited_stock(
     order = last_order()
     fake_stripe.complete(order.checkout_session_id)
     event = fake_stripe.session_event("checkout.session.completed", order.checkout_session_id)
-    # The 16 of an unlimited order's payment (below), plus the order's lines with their stock
+    # The 12 of an unlimited order's payment (below), plus the order's lines with their stock
     # and hold, one UPDATE per product (held - q, sold + q) and the sale movements' INSERT.
-    with django_assert_num_queries(19):
+    with django_assert_num_queries(15):
         assert post_event(client, fake_stripe, event).status_code == 200
     another = fake_stripe.session_event("checkout.session.completed", order.checkout_session_id)
     # Another event for the same payment: the order read says paid, so no compare-and-set and
     # no stock read; the payment's row is still locked (a refund may be racing it).
-    with django_assert_num_queries(11):
+    with django_assert_num_queries(8):
         assert post_event(client, fake_stripe, another).status_code == 200
 
     buy(Client(), products, 0, 3, 0)
     order = last_order()
     fake_stripe.expire(order.checkout_session_id)
     event = fake_stripe.session_event("checkout.session.expired", order.checkout_session_id)
-    # The delivery, the event row, the order, its compare-and-set and transition, the outcomes
-    # (11); the release: hold movements read, one UPDATE per product, one INSERT.
-    with django_assert_num_queries(14):
+    # The delivery, the savepoint pair, the event's row, the order, its compare-and-set and
+    # transition, the outcomes (9); the release: hold movements read, one UPDATE per product,
+    # one INSERT.
+    with django_assert_num_queries(12):
         assert post_event(client, fake_stripe, event).status_code == 200
 
 
@@ -132,14 +133,15 @@ def test_webhook_queries(client, products, fake_stripe, big_history, django_asse
     fake_stripe.complete(order.checkout_session_id)
     event = fake_stripe.session_event("checkout.session.completed", order.checkout_session_id)
 
-    # Applied already? The delivery; then in one transaction (a savepoint pair here): the event
-    # row, locked; the order; the payment's row, upserted and locked (where its refunds meet
+    # The delivery, kept with "applied already?" asked in the same INSERT; then in one
+    # transaction (a savepoint pair here): the event's row, upserted and locked in one
+    # statement; the order; the payment's row, upserted and locked (where its refunds meet
     # it); the order's update and transition; the event's and the delivery's outcome.
-    # Becoming paid adds 3: the two emails it owes (customer, owner) in one insert and their two
-    # tasks, written in the same transaction so a rolled-back payment owes nothing.
-    with django_assert_num_queries(16):
+    # Becoming paid adds 2: the two emails it owes (customer, owner) in one insert and their two
+    # tasks in another, written in the same transaction so a rolled-back payment owes nothing.
+    with django_assert_num_queries(12):
         assert post_event(client, fake_stripe, event).status_code == 200
-    with django_assert_num_queries(2):  # the duplicate: applied already? Then its delivery.
+    with django_assert_num_queries(1):  # the duplicate: its delivery, settled as it is kept
         assert post_event(client, fake_stripe, event).status_code == 200
 
 
@@ -152,8 +154,9 @@ def test_success_page_queries(
 
     # This browser's order; then the shared fulfilment (the order by its reference, the
     # payment's row upserted and locked, the compare-and-set, its transition, and the emails
-    # it owes: one insert of the records, one per task); the order and its lines for the page.
-    with django_assert_num_queries(11):
+    # it owes: one insert of the records, one of their tasks); the order and its lines for the
+    # page.
+    with django_assert_num_queries(9):
         client.get(f"/checkout/success/?session_id={order.checkout_session_id}")
 
 
@@ -166,8 +169,8 @@ def test_demo_checkout_queries(client, products, demo, django_assert_num_queries
         assert client.get(response["Location"]).status_code == 200
     # The order; the demo provider's own read of it; the shared fulfilment (the order by its
     # reference, the payment's row upserted and locked, the compare-and-set, its transition,
-    # the emails it owes: their records in one insert, one insert per task); the order again.
-    with django_assert_num_queries(11):
+    # the emails it owes: their records in one insert, their tasks in another); the order again.
+    with django_assert_num_queries(9):
         assert (
             client.post(
                 response["Location"], {"action": "pay", "email": "jo@example.com"}

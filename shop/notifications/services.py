@@ -17,7 +17,7 @@ from django.db import transaction
 from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
-from shop.background.engine import task_live_kwargs
+from shop.background.engine import task_live_kwargs, tasks_enqueue_many
 from shop.notifications.emails import notification_message, orders_link_message
 from shop.notifications.models import Notification, NotificationKind, NotificationStatus
 from shop.orders.models import Order, OrderStatus
@@ -248,10 +248,14 @@ def _queue(*, order: Order, kinds: Iterable[NotificationKind]) -> list[Notificat
             records.append(Notification(order=order, kind=kind, recipient=recipient))
         else:
             logger.warning("order %s: no address for its %s email", order.reference, kind)
+    from shop.notifications.tasks import notification_send_task
+
     with transaction.atomic(savepoint=False):
         created = Notification.objects.bulk_create(records)
-        for notification in created:
-            _enqueue_send(notification.pk)
+        # Their tasks' rows in one statement, in the same transaction (see _enqueue_send).
+        tasks_enqueue_many(
+            notification_send_task, [{"notification_id": record.pk} for record in created]
+        )
     return created
 
 

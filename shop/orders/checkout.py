@@ -13,6 +13,7 @@ from django.utils import timezone
 from shop.catalogue.models import StockMovement, StockMovementKind
 from shop.catalogue.selectors import products_cache_clear
 from shop.catalogue.stock import OutOfStock, StockLine, stock_hold, stock_shortages
+from shop.compiled import CompiledQuery
 from shop.errors import ShopError
 from shop.orders.cart import PricedCart
 from shop.orders.models import Order, OrderLine, OrderStatus
@@ -129,14 +130,21 @@ def _open_order_for_cart(
     raise ShopError("Too many checkouts at once from this browser. Please try again.", status=409)
 
 
-def _open_order_for_cart_once(*, customer_key: str, cart: PricedCart) -> OpenedOrder:
-    now = timezone.now()
-    # The open order and the released ones in one read; ids follow creation order.
-    pending = list(
+# Every Buy reads the browser's pending orders this way (compiled once per process).
+PENDING_ORDERS_LOCKED = CompiledQuery(
+    lambda customer_key: (
         Order.objects.select_for_update()
         .filter(customer_key=customer_key, status=OrderStatus.PENDING)
         .order_by("id")
-    )
+    ),
+    "customer_key",
+)
+
+
+def _open_order_for_cart_once(*, customer_key: str, cart: PricedCart) -> OpenedOrder:
+    now = timezone.now()
+    # The open order and the released ones in one read; ids follow creation order.
+    pending = PENDING_ORDERS_LOCKED.objects(customer_key=customer_key)
     released = [order for order in pending if order.released_at is not None]
     current = next((order for order in pending if order.released_at is None), None)
     if current is not None:

@@ -4,13 +4,12 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache, cached_property
+from functools import cached_property
 from typing import Any
 
-from django.core.exceptions import ImproperlyConfigured
-from django.db import connection
 from django.db.models import Prefetch, Q, QuerySet
 
+from shop.compiled import CompiledQuery
 from shop.orders.links import order_link_valid
 from shop.orders.models import Order, OrderLine
 
@@ -59,7 +58,7 @@ def orders_for_customer(
     if not customer_key and not emails:
         return OrderPage(_page_key([], None, paged), (), None, paged)
     if customer_key and not emails and not before:
-        rows = _first_page(customer_key)
+        rows = FIRST_PAGE.rows(customer_key=customer_key)
     else:
         history = order_history(customer_key=customer_key, emails=emails)
         if before:
@@ -85,25 +84,14 @@ def orders_for_customer(
 PAGE_COLUMNS = ("id", "reference", "status", "amount_refunded")
 
 
-def _first_page(customer_key: str) -> list[tuple[Any, ...]]:
-    """The first page of a browser's history: the query of every returning storefront. The
-    ORM writes it once per process; each request runs it with its own key (building and
-    compiling the query cost several times what running it does)."""
-    with connection.cursor() as cursor:
-        cursor.execute(_first_page_sql(), [customer_key])
-        return [tuple(row) for row in cursor.fetchall()]
-
-
-@cache
-def _first_page_sql() -> str:
-    query = order_history(customer_key=_KEY_MARK).values_list(*PAGE_COLUMNS)
-    sql, params = query[: ORDERS_PER_PAGE + 1].query.sql_with_params()
-    if list(params) != [_KEY_MARK]:  # the key is the query's only parameter
-        raise ImproperlyConfigured(f"unexpected parameters of the history query: {params}")
-    return str(sql)
-
-
-_KEY_MARK = "<customer key>"
+# The first page of a browser's history: the query of every returning storefront, compiled
+# once per process (building and compiling it cost several times what running it does).
+FIRST_PAGE = CompiledQuery(
+    lambda customer_key: order_history(customer_key=customer_key).values_list(*PAGE_COLUMNS)[
+        : ORDERS_PER_PAGE + 1
+    ],
+    "customer_key",
+)
 
 
 def _anchor(history: QuerySet[Order], before: str) -> datetime | None:

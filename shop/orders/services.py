@@ -24,6 +24,7 @@ from shop.catalogue.stock import (
     stock_sell,
     stock_shortages,
 )
+from shop.compiled import CompiledQuery
 from shop.notifications.services import (
     notifications_queue_for_refunds,
     notifications_queue_for_review,
@@ -383,8 +384,14 @@ def order_refunds_apply(*, order: Order, payment: Payment, cause: str, event_id:
 def _order_for_session(session: CheckoutSession) -> Order | None:
     if not session.order_reference:
         return None
-    return (
-        Order.objects.filter(reference=session.order_reference)
+    found = ORDER_BY_REFERENCE.objects(reference=session.order_reference)
+    return found[0] if found else None
+
+
+# Every payment, expiry and failure reads its order this way (compiled once per process).
+ORDER_BY_REFERENCE = CompiledQuery(
+    lambda reference: (
+        Order.objects.filter(reference=reference)
         .annotate(
             # In the same statement: a payment of an order whose products all have unlimited
             # stock reads and writes nothing more (see _sale_lines).
@@ -392,5 +399,7 @@ def _order_for_session(session: CheckoutSession) -> Order | None:
                 OrderLine.objects.filter(order=OuterRef("pk"), product__stock__isnull=False)
             )
         )
-        .first()
-    )
+        .order_by("pk")[:1]
+    ),
+    "reference",
+)

@@ -1,6 +1,7 @@
 """Writing what the provider told us about a payment."""
 
 from shop.payments.models import Payment
+from shop.payments.statements import payment_upsert_locked
 
 
 def payment_lock(payment_intent_id: str) -> Payment:
@@ -11,9 +12,7 @@ def payment_lock(payment_intent_id: str) -> Payment:
     second of two concurrent transactions then always sees what the first committed, and no
     two of them can wait on each other.
     """
-    # ON CONFLICT DO NOTHING: a concurrent insert of the same intent makes this one wait for
-    # that transaction's commit on PostgreSQL, with no savepoint needed.
-    Payment.objects.bulk_create(
-        [Payment(payment_intent_id=payment_intent_id)], ignore_conflicts=True
-    )
-    return Payment.objects.select_for_update().get(payment_intent_id=payment_intent_id)
+    # One statement (INSERT ... ON CONFLICT DO UPDATE ... RETURNING): a concurrent insert of the
+    # same intent, or a transaction holding its row, makes this one wait for that commit on
+    # PostgreSQL, with no savepoint needed.
+    return payment_upsert_locked(payment_intent_id)

@@ -9,6 +9,7 @@ retries; the stored event can also be replayed by an operator.
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
@@ -18,6 +19,12 @@ from django.utils import timezone
 
 from shop.orders.services import order_apply_session
 from shop.payments.models import WebhookDelivery, WebhookEvent
+from shop.payments.statements import (
+    DeliveryRow,
+    EventRow,
+    delivery_insert,
+    event_upsert_locked,
+)
 from shop.payments.stripe_gateway import verify_webhook
 from shop.payments.types import (
     ChargeRefundedEvent,
@@ -63,7 +70,7 @@ def webhook_receive(
     except InvalidWebhook as exc:
         logger.warning("webhook refused from %s: %s", remote_addr, exc)
         if _refusal_may_be_kept(remote_addr):
-            _delivery_create(
+            _refusal_create(
                 body=body,
                 headers=headers,
                 remote_addr=remote_addr,
@@ -71,22 +78,13 @@ def webhook_receive(
             )
         return WebhookResult(Kind.REFUSED, "invalid webhook")
 
-    # An event applied before has a final outcome: its delivery is kept, with nothing to do.
-    applied = (
-        WebhookEvent.objects.filter(event_id=event.id, processed_at__isnull=False)
-        .values_list("outcome", flat=True)
-        .first()
-    )
-    if applied is not None:
-        result = WebhookResult(Kind.DUPLICATE, applied)
-        _delivery_create(
-            body=body, headers=headers, remote_addr=remote_addr, event=event, result=result
-        )
-        return result
-
     # Kept (and committed) before processing: nothing a customer paid for rests on one attempt.
+    # An event applied before has a final outcome, and its delivery is kept with it at once.
     delivery = _delivery_create(body=body, headers=headers, remote_addr=remote_addr, event=event)
-    return webhook_event_process(event=event, delivery_id=delivery.pk)
+    if delivery.kind:
+        prefix = _duplicate_prefix()
+        return WebhookResult(Kind(delivery.kind), delivery.outcome.removeprefix(prefix))
+    return webhook_event_process(event=event, delivery_id=delivery.id)
 
 
 def webhook_event_process(*, event: Event, delivery_id: int | None = None) -> WebhookResult:
@@ -95,11 +93,11 @@ def webhook_event_process(*, event: Event, delivery_id: int | None = None) -> We
     try:
         with transaction.atomic():
             record = _event_record_locked(event)
-            if record.processed_at is not None:
+            if record.processed:
                 result = WebhookResult(Kind.DUPLICATE, record.outcome)
             else:
                 outcome = _dispatch(event)
-                WebhookEvent.objects.filter(pk=record.pk).update(
+                WebhookEvent.objects.filter(pk=record.id).update(
                     processed_at=timezone.now(),
                     kind=outcome.kind,
                     outcome=str(outcome)[:200],
@@ -115,7 +113,7 @@ def webhook_event_process(*, event: Event, delivery_id: int | None = None) -> We
         logger.exception("webhook event %s (%s) failed", event.id, event.type)
         with transaction.atomic():
             record = _event_record_locked(event)
-            WebhookEvent.objects.filter(pk=record.pk).update(
+            WebhookEvent.objects.filter(pk=record.id).update(
                 kind=Kind.FAILED,
                 attempts=F("attempts") + 1,
                 error=f"{type(exc).__name__}: {exc}"[:2000],
@@ -166,21 +164,10 @@ def _dispatch(event: Event) -> Outcome:
     return Outcome(Kind.IGNORED, f"{event.type} is not an event this shop handles")
 
 
-def _event_record_locked(event: Event) -> WebhookEvent:
+def _event_record_locked(event: Event) -> EventRow:
     """The event's row, created if new, locked: deliveries of one event queue here and the
     first one through does the work."""
-    # ON CONFLICT DO NOTHING: a concurrent delivery's insert makes this one wait for its commit
-    # on PostgreSQL (SQLite runs one writer at a time), and no savepoint is needed.
-    WebhookEvent.objects.bulk_create(
-        [WebhookEvent(event_id=event.id, type=event.type, payload=event.payload)],
-        ignore_conflicts=True,
-    )
-    # Without the payload: the outcome is what matters here, not 5 kB of JSON decoded.
-    return (
-        WebhookEvent.objects.select_for_update()
-        .only("event_id", "processed_at", "outcome")
-        .get(event_id=event.id)
-    )
+    return event_upsert_locked(event_id=event.id, type=event.type, payload=event.payload)
 
 
 def _delivery_finish(delivery_id: int | None, result: WebhookResult) -> None:
@@ -214,33 +201,52 @@ def _refusal_may_be_kept(remote_addr: str | None) -> bool:
 
 
 def _delivery_create(
-    *,
-    body: bytes,
-    headers: dict[str, str],
-    remote_addr: str | None,
-    event: Event | None = None,
-    result: WebhookResult | None = None,
-) -> WebhookDelivery:
-    """Keep one delivery; `result` when its outcome is known already (refused, duplicate).
+    *, body: bytes, headers: dict[str, str], remote_addr: str | None, event: Event
+) -> DeliveryRow:
+    """Keep a verified delivery whole, settled at once as a duplicate if its event was applied
+    before."""
+    return delivery_insert(
+        values=_delivery_values(body=body, headers=headers, remote_addr=remote_addr, event=event),
+        event_id=event.id,
+        duplicate_kind=Kind.DUPLICATE.value,
+        duplicate_prefix=_duplicate_prefix(),
+    )
 
-    A verified delivery is kept whole; a refused one only its first bytes."""
+
+def _refusal_create(
+    *, body: bytes, headers: dict[str, str], remote_addr: str | None, result: WebhookResult
+) -> None:
+    """Keep a refused delivery: its first bytes and why it was refused."""
+    WebhookDelivery.objects.create(
+        **_delivery_values(body=body, headers=headers, remote_addr=remote_addr, event=None),
+        kind=result.kind,
+        outcome=str(result)[:200],
+        error=result.message,
+    )
+
+
+def _delivery_values(
+    *, body: bytes, headers: dict[str, str], remote_addr: str | None, event: Event | None
+) -> dict[str, Any]:
     text = body.decode("utf-8", errors="replace")
     if event is None:
         text = text[:REFUSED_BODY_PREFIX]
-    return WebhookDelivery.objects.create(
-        remote_addr=remote_addr,
+    return {
+        "received_at": timezone.now(),
+        "remote_addr": remote_addr,
         # Stored as text, NUL-free: PostgreSQL refuses NUL, and forged bodies are kept too.
-        headers={
+        "headers": {
             name: headers[name][:500].replace("\x00", "\ufffd")
             for name in KEPT_HEADERS
             if name in headers
         },
-        body=text.replace("\x00", "\ufffd"),
-        body_size=len(body),
-        signature_valid=event is not None,
-        event_id=event.id if event else "",
-        event_type=event.type if event else "",
-        kind=result.kind if result else "",
-        outcome=str(result)[:200] if result else "",
-        error=result.message if result and not result.kind.settled else "",
-    )
+        "body": text.replace("\x00", "\ufffd"),
+        "body_size": len(body),
+        "signature_valid": event is not None,
+        "event_id": event.id if event else "",
+        "event_type": event.type if event else "",
+    }
+
+
+def _duplicate_prefix() -> str:
+    return describe(Kind.DUPLICATE, "")
