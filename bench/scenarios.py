@@ -192,22 +192,26 @@ TARGETS = [
         "storefront_1000_100k",
         "storefront_1000",
     ),
-    Target("Webhook, distinct orders ≥ 0.25 x floor", 0.25, "webhook_distinct"),
+    # Issue 15's targets; webhooks are processed in the request (0.25 would apply to
+    # processing moved to the worker, which the shop does not do).
+    Target("Webhook, distinct orders ≥ 0.15 x floor", 0.15, "webhook_distinct"),
     Target("Webhook, duplicate ≥ 0.4 x floor", 0.4, "webhook_duplicate"),
     Target(
-        "Webhook, distinct orders, +100k orders and events ≥ 0.25 x floor",
-        0.25,
+        "Webhook, distinct orders, +100k orders and events ≥ 0.15 x floor",
+        0.15,
         "webhook_distinct_100k",
     ),
     Target(
         "Webhook, duplicate, +100k orders and events ≥ 0.4 x floor", 0.4, "webhook_duplicate_100k"
     ),
     Target(
-        "Checkout creation (new browser, new session) ≥ 0.1 x floor", 0.1, "checkout_new_browser"
+        "Checkout creation (new browser, new session) ≥ 0.08 x floor",
+        0.08,
+        "checkout_new_browser",
     ),
     Target(
-        "Checkout creation (switching carts: expire + create) ≥ 0.1 x floor",
-        0.1,
+        "Checkout creation (switching carts: expire + create) ≥ 0.07 x floor",
+        0.07,
         "checkout_alternating",
     ),
 ]
