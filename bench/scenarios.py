@@ -74,6 +74,15 @@ def _completed(shop: Shop, n: int) -> list[Request]:
     return [shop.paid(shop.start_checkout(shop.cart(1))[1]) for _ in range(n)]
 
 
+def _overview(shop: Shop, n: int) -> list[Request]:
+    """The owner's overview, as a logged-in staff member asks for it."""
+    from django.urls import reverse
+
+    from devtools.overview import staff_cookie
+
+    return [Request("GET", reverse("admin:overview"), {"Cookie": staff_cookie()})]
+
+
 # -- checks --------------------------------------------------------------------------------
 
 
@@ -144,6 +153,13 @@ WEBHOOK_AGAIN = Scenario(
     no_stripe=True,
 )
 
+OVERVIEW = Scenario(
+    "overview",
+    "Owner's overview (admin, staff session), 6,000 orders",
+    _overview,
+    data=(data.history,),
+)
+
 SCENARIOS = [
     Scenario("floor", "Floor: bare Django view", _same(FLOOR), floor=True),
     STOREFRONT_FIRST,
@@ -169,11 +185,15 @@ SCENARIOS = [
     ),
     WEBHOOK,
     WEBHOOK_AGAIN,
+    # Before the crowd's orders arrive (a scenario sees every data step run before it).
+    OVERVIEW,
     _plus_crowd(STOREFRONT_FIRST, "Storefront, first-time visitor, +100k orders"),
     _plus_crowd(STOREFRONT_NONE, "Storefront, no orders, +100k orders"),
     _plus_crowd(STOREFRONT_1000, "Storefront, 1,000 paid orders, +100k orders"),
     _plus_crowd(WEBHOOK, f"{WEBHOOK.label}, +100k orders and events"),
     _plus_crowd(WEBHOOK_AGAIN, f"{WEBHOOK_AGAIN.label}, +100k orders and events"),
+    # The crowd's orders were all paid today: every one of them is in the 30 days it sums.
+    _plus_crowd(OVERVIEW, "Owner's overview, +100k orders paid today"),
     Scenario("floor_end", "Floor again, at the end", _same(FLOOR), floor=True),
 ]
 

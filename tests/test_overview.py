@@ -63,10 +63,10 @@ def test_an_unknown_shop_time_zone_stops_the_shop_naming_the_variable():
 NOW = datetime(2025, 3, 20, 11, 0, tzinfo=UTC)  # Berlin is UTC+1 until March 30th
 
 
-def at(day, hour, minute=0):
+def at(day, hour, minute=0, second=0):
     """A March 2025 instant in UTC (February for days above 16, as the data set needs)."""
     month = 2 if day > 16 else 3
-    return datetime(2025, month, day, hour, minute, tzinfo=UTC)
+    return datetime(2025, month, day, hour, minute, second, tzinfo=UTC)
 
 
 def order(lines, *, status=OrderStatus.PAID, paid_at=None, created_at=None, **fields):
@@ -217,6 +217,37 @@ def test_days_are_the_shops_days(settings, shop_data):
     assert days[date(2025, 2, 19)].orders == 0
     assert days[date(2025, 3, 3)] == Day(date(2025, 3, 3), orders=2, sales=4950, refunds=0)
     assert days[date(2025, 3, 4)].orders == 0
+
+
+def test_a_day_of_a_zone_with_a_quarter_hour_offset_starts_at_its_own_midnight(settings, products):
+    # Kathmandu is UTC+5:45: its midnight is 18:15 UTC, and so are the day's edges.
+    settings.SHOP_TIME_ZONE = "Asia/Kathmandu"
+    beans = products[0]
+    order([(beans, 1)], paid_at=at(10, 18, 14, 59))  # 23:59:59 on March 10th there
+    order([(beans, 2)], paid_at=at(10, 18, 15))  # 00:00 on March 11th there
+    later = order([(beans, 4)], paid_at=at(11, 18, 14))
+    refund(later, 300, at(11, 18, 16))  # 00:01 on March 12th there
+
+    days = by_day(overview(now=NOW))
+
+    assert days[date(2025, 3, 10)] == Day(date(2025, 3, 10), orders=1, sales=1250, refunds=0)
+    assert days[date(2025, 3, 11)] == Day(date(2025, 3, 11), orders=2, sales=7500, refunds=0)
+    assert days[date(2025, 3, 12)] == Day(date(2025, 3, 12), orders=0, sales=0, refunds=300)
+
+
+def test_days_across_a_change_to_summer_time_follow_the_local_clock(settings, products):
+    # New York moves to UTC-4 on March 9th, 2025: its midnight is 05:00 UTC before, 04:00 after.
+    settings.SHOP_TIME_ZONE = "America/New_York"
+    beans = products[0]
+    order([(beans, 1)], paid_at=at(9, 4, 30))  # 23:30 on March 8th (still UTC-5)
+    order([(beans, 2)], paid_at=at(10, 3, 59))  # 23:59 on March 9th (now UTC-4)
+    order([(beans, 4)], paid_at=at(10, 4, 0))  # 00:00 on March 10th
+
+    days = by_day(overview(now=NOW))
+
+    assert (days[date(2025, 3, 8)].orders, days[date(2025, 3, 8)].sales) == (1, 1250)
+    assert (days[date(2025, 3, 9)].orders, days[date(2025, 3, 9)].sales) == (1, 2500)
+    assert (days[date(2025, 3, 10)].orders, days[date(2025, 3, 10)].sales) == (1, 5000)
 
 
 def test_orders_by_status_counts_orders_placed_in_the_last_30_days(berlin, shop_data):
