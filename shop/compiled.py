@@ -10,6 +10,7 @@ on PostgreSQL and SQLite and follows the models.
 """
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from django.core.exceptions import ImproperlyConfigured
@@ -25,20 +26,20 @@ class CompiledQuery(Generic[M]):
         once, with markers in place of the values."""
         self._build = build
         self._names = names
-        self._compiled: tuple[type[M], str, list[int | str]] | None = None
+        self._compiled: _Compiled[M] | None = None
 
     def objects(self, **values: Any) -> list[M]:
-        model, sql, slots = self._compile()
-        return list(model._default_manager.raw(sql, self._params(slots, values)))
+        compiled = self._compile()
+        return list(compiled.model._default_manager.raw(compiled.sql, compiled.params(values)))
 
     def rows(self, **values: Any) -> list[tuple[Any, ...]]:
         """Plain rows, for a `values_list` queryset (no conversion: ids, text, numbers)."""
-        _, sql, slots = self._compile()
+        compiled = self._compile()
         with connection.cursor() as cursor:
-            cursor.execute(sql, self._params(slots, values))
+            cursor.execute(compiled.sql, compiled.params(values))
             return [tuple(row) for row in cursor.fetchall()]
 
-    def _compile(self) -> tuple[type[M], str, list[int | str]]:
+    def _compile(self) -> "_Compiled[M]":
         # Compiled at first use, inside the caller's transaction (a FOR UPDATE query can only
         # be compiled there); one database vendor per process.
         if self._compiled is None:
@@ -53,9 +54,17 @@ class CompiledQuery(Generic[M]):
             ]
             if sorted(slot for slot in slots if isinstance(slot, str)) != sorted(self._names):
                 raise ImproperlyConfigured(f"each of {self._names} must be one parameter: {sql}")
-            self._fixed = list(params)
-            self._compiled = (queryset.model, str(sql), slots)
+            self._compiled = _Compiled(queryset.model, str(sql), slots, tuple(params))
         return self._compiled
 
-    def _params(self, slots: list[int | str], values: dict[str, Any]) -> list[Any]:
-        return [values[slot] if isinstance(slot, str) else self._fixed[slot] for slot in slots]
+
+@dataclass(frozen=True)
+class _Compiled(Generic[M]):
+    model: type[M]
+    sql: str
+    # Each parameter: the name of a value to fill in, or its index among the fixed ones.
+    slots: list[int | str]
+    fixed: tuple[Any, ...]
+
+    def params(self, values: dict[str, Any]) -> list[Any]:
+        return [values[slot] if isinstance(slot, str) else self.fixed[slot] for slot in self.slots]

@@ -70,12 +70,9 @@ def tasks_enqueue_many(task: Task[Any, Any], calls: Sequence[dict[str, Any]]) ->
     several: a payment owes two emails, and one statement less is a tenth of its webhook.
     In the caller's transaction, like `enqueue`.
     """
-    if len(calls) < 2:
-        for kwargs in calls:
-            task.enqueue(**kwargs)
-        return
     backend = task.get_backend()
-    if not isinstance(backend, DatabaseBackend):  # another engine: its own enqueue, one by one
+    if len(calls) < 2 or not isinstance(backend, DatabaseBackend):
+        # One run, or another engine: the engine's own enqueue.
         for kwargs in calls:
             task.enqueue(**kwargs)
         return

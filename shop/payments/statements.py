@@ -11,7 +11,6 @@ ORM would store them.
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from django.db import connection
@@ -107,7 +106,7 @@ INSERT INTO shop_payment (
     payment_intent_id, created_at, updated_at, amount_refunded, refund_event_id, has_refunds
 ) VALUES (%s, %s, %s, 0, '', %s)
 ON CONFLICT (payment_intent_id) DO UPDATE SET payment_intent_id = excluded.payment_intent_id
-RETURNING id, amount_refunded, refund_event_id, has_refunds, created_at
+RETURNING id, amount_refunded, refund_event_id, has_refunds
 """
 
 
@@ -126,16 +125,13 @@ def payment_upsert_locked(payment_intent_id: str) -> Payment:
         },
     )
     row = _one(PAYMENT_UPSERT_LOCKED, params)
-    created_at = row[4]
-    if not isinstance(created_at, datetime):  # SQLite hands back text
-        created_at = Payment._meta.get_field("created_at").to_python(created_at)
+    # The fields the payment's paths read (they write through updates by pk, never save()).
     return Payment(
         id=row[0],
         payment_intent_id=payment_intent_id,
         amount_refunded=row[1],
         refund_event_id=row[2],
         has_refunds=bool(row[3]),
-        created_at=created_at,
     )
 
 
