@@ -282,6 +282,14 @@ TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["d
 SHOP_TASK_LOST_AFTER_SECONDS = float(os.environ.get("SHOP_TASK_LOST_AFTER_SECONDS", "300"))
 # How often each worker looks for lost tasks, queued emails without a task and the schedule.
 SHOP_WORKER_HOUSEKEEPING_SECONDS = float(os.environ.get("SHOP_WORKER_HOUSEKEEPING_SECONDS", "30"))
+# Where a verified webhook's event is applied. "request": before the answer, so a 2xx means
+# applied and a failure is a 500 that Stripe retries. "worker": the delivery is kept and its
+# processing queued in one transaction and answered at once (202); the worker applies it and
+# retries a failure itself, for up to SHOP_WEBHOOK_RETRY_HOURS (Stripe's own retry period).
+SHOP_WEBHOOK_PROCESSING = os.environ.get("SHOP_WEBHOOK_PROCESSING", "request").strip().lower()
+SHOP_WEBHOOK_RETRY_HOURS = float(os.environ.get("SHOP_WEBHOOK_RETRY_HOURS", "72"))
+SHOP_WEBHOOK_RETRY_FIRST_SECONDS = 10.0
+SHOP_WEBHOOK_RETRY_MAX_SECONDS = 3600.0
 # reconcile_payments in the background every so many minutes; 0 = off (run it from cron).
 SHOP_RECONCILE_EVERY_MINUTES = float(os.environ.get("SHOP_RECONCILE_EVERY_MINUTES", "10"))
 

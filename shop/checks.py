@@ -103,3 +103,21 @@ def database_features_check(databases: Any = None, **kwargs: Any) -> list[Error]
             )
         ]
     return []
+
+
+WEBHOOK_PROCESSING = ("request", "worker")
+
+
+@register()
+def webhook_processing_check(**kwargs: Any) -> list[Error]:
+    if settings.SHOP_WEBHOOK_PROCESSING not in WEBHOOK_PROCESSING:
+        return [
+            Error(
+                f"SHOP_WEBHOOK_PROCESSING is {settings.SHOP_WEBHOOK_PROCESSING!r}: webhooks "
+                "would be applied nowhere.",
+                hint=f"Set it to one of {', '.join(WEBHOOK_PROCESSING)}, or leave it unset "
+                "(request).",
+                id="shop.E004",
+            )
+        ]
+    return []

@@ -19,11 +19,12 @@ class Kind(StrEnum):
     FLAGGED = "flagged"  # money needs an owner's look; nothing was dropped
     REFUSED = "refused"  # not trusted (signature, body): nothing was applied
     FAILED = "failed"  # processing raised; everything it wrote was rolled back
+    QUEUED = "queued"  # kept, and handed to the worker, which applies it (and says how) later
 
     @property
     def settled(self) -> bool:
         """Final: nothing more will happen for this input (a retry would change nothing)."""
-        return self not in {Kind.REFUSED, Kind.FAILED}
+        return self not in {Kind.REFUSED, Kind.FAILED, Kind.QUEUED}
 
 
 KIND_WORDING = {
@@ -34,6 +35,7 @@ KIND_WORDING = {
     Kind.FLAGGED: "flagged",
     Kind.REFUSED: "refused",
     Kind.FAILED: "failed",
+    Kind.QUEUED: "queued",
 }
 
 

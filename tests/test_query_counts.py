@@ -7,7 +7,7 @@ from django.test import Client
 
 from shop.catalogue.models import Product
 from shop.orders.models import Order
-from tests.conftest import buy, last_order, post_event
+from tests.conftest import buy, last_order, post_event, run_tasks
 from tests.test_pages import _paid_orders
 
 pytestmark = pytest.mark.django_db
@@ -142,6 +142,25 @@ def test_webhook_queries(client, products, fake_stripe, big_history, django_asse
     with django_assert_num_queries(12):
         assert post_event(client, fake_stripe, event).status_code == 200
     with django_assert_num_queries(1):  # the duplicate: its delivery, settled as it is kept
+        assert post_event(client, fake_stripe, event).status_code == 200
+
+
+def test_webhook_queries_when_the_worker_applies_them(
+    client, products, fake_stripe, big_history, django_assert_num_queries, settings
+):
+    settings.SHOP_WEBHOOK_PROCESSING = "worker"
+    buy(client, products, 0, 0, 1)
+    order = last_order()
+    fake_stripe.complete(order.checkout_session_id)
+    event = fake_stripe.session_event("checkout.session.completed", order.checkout_session_id)
+
+    # In one transaction (a savepoint pair here): the delivery, with "applied already?" asked in
+    # the same INSERT, and the task that will process it.
+    with django_assert_num_queries(4):
+        assert post_event(client, fake_stripe, event).status_code == 202
+    run_tasks()
+    # The duplicate of an applied event: the same INSERT, in its savepoint pair.
+    with django_assert_num_queries(3):
         assert post_event(client, fake_stripe, event).status_code == 200
 
 

@@ -47,7 +47,7 @@ class WebhookDelivery(models.Model):
     signature_valid = models.BooleanField(default=False)
     event_id = models.CharField(max_length=255, blank=True)
     event_type = models.CharField(max_length=100, blank=True)
-    # Empty while its event is being processed.
+    # Empty while its event is being processed (or waits for the worker).
     kind = models.CharField(max_length=16, choices=KIND_CHOICES, blank=True)
     outcome = models.CharField(max_length=200, blank=True)
     error = models.TextField(blank=True)
@@ -58,6 +58,12 @@ class WebhookDelivery(models.Model):
         indexes = [
             models.Index(fields=["event_id"], name="webhook_delivery_event_idx"),
             models.Index(fields=["received_at"], name="webhook_delivery_received_idx"),
+            # Housekeeping's look for queued deliveries without a task: few rows, read often.
+            models.Index(
+                fields=["received_at"],
+                name="webhook_delivery_waiting_idx",
+                condition=Q(signature_valid=True, kind__in=["", "failed"]),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -2,11 +2,19 @@
 
 Order of work (Stripe's and Zulip's advice): verify the signature over the raw body, store the
 delivery, dedupe by event id in the database, then hand the event to the order functions, and
-record the outcome's kind and message on the event. A failure is answered with 500 so Stripe
-retries; the stored event can also be replayed by an operator.
+record the outcome's kind and message on the event.
+
+Where the event is applied is SHOP_WEBHOOK_PROCESSING's choice. In the request (the default), a
+failure is answered with 500 so Stripe retries. In the worker, the delivery and a task to process
+it are written in one transaction and the answer is 202 at once: the stored delivery is the
+source of truth, the task applies it (the same function), a failure is recorded and retried by
+the worker itself, and housekeeping gives a task again to any queued delivery that lost its own.
+Either way the stored event can be replayed by an operator.
 """
 
+import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -17,6 +25,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from shop.background.engine import task_live_kwargs
 from shop.orders.services import order_apply_session
 from shop.payments.models import WebhookDelivery, WebhookEvent
 from shop.payments.statements import (
@@ -78,18 +87,148 @@ def webhook_receive(
             )
         return WebhookResult(Kind.REFUSED, "invalid webhook")
 
+    if processing_in_worker():
+        return _delivery_queue(body=body, headers=headers, remote_addr=remote_addr, event=event)
     # Kept (and committed) before processing: nothing a customer paid for rests on one attempt.
     # An event applied before has a final outcome, and its delivery is kept with it at once.
     delivery = _delivery_create(body=body, headers=headers, remote_addr=remote_addr, event=event)
     if delivery.kind:
-        prefix = _duplicate_prefix()
-        return WebhookResult(Kind(delivery.kind), delivery.outcome.removeprefix(prefix))
+        return _duplicate(delivery)
     return webhook_event_process(event=event, delivery_id=delivery.id)
 
 
-def webhook_event_process(*, event: Event, delivery_id: int | None = None) -> WebhookResult:
+def processing_in_worker() -> bool:
+    return settings.SHOP_WEBHOOK_PROCESSING == "worker"
+
+
+def _delivery_queue(
+    *, body: bytes, headers: dict[str, str], remote_addr: str | None, event: Event
+) -> WebhookResult:
+    """Keep the delivery and queue its processing, together or not at all: a committed delivery
+    always has its task, and a failed write is a 500 that Stripe retries."""
+    from shop.payments.tasks import webhook_delivery_process_task
+
+    with transaction.atomic():
+        delivery = _delivery_create(
+            body=body, headers=headers, remote_addr=remote_addr, event=event
+        )
+        if delivery.kind:
+            return _duplicate(delivery)
+        webhook_delivery_process_task.enqueue(delivery_id=delivery.id)
+    return WebhookResult(Kind.QUEUED, f"{event.type} kept; the worker applies it")
+
+
+class ProcessingFailed(Exception):
+    """A queued delivery's processing failed; its next attempt is planned (or given up)."""
+
+
+def webhook_delivery_process(*, delivery_id: int, attempt: int = 1) -> WebhookResult:
+    """Apply the event a queued delivery brought (the worker's task); unless it is settled.
+
+    A failure is recorded on the event and the delivery, and the next attempt is written in the
+    same transaction; then it is raised, so the task's own record keeps it too.
+    """
+    row = (
+        WebhookDelivery.objects.filter(pk=delivery_id, signature_valid=True)
+        .values_list("body", "kind", "received_at")
+        .first()
+    )
+    if row is None:
+        return WebhookResult(Kind.IGNORED, f"no verified delivery {delivery_id}")
+    body, kind, received_at = row
+    if kind and Kind(kind).settled:
+        return WebhookResult(Kind.DUPLICATE, f"delivery {delivery_id} is {kind} already")
+    try:
+        # The body was verified and decoded when it came; it is stored whole.
+        event = decode_event(json.loads(body))
+    except (ValueError, InvalidWebhook) as exc:
+        result = WebhookResult(Kind.REFUSED, f"stored body is not an event: {exc}")
+        _delivery_finish(delivery_id, result)
+        return result
+
+    def next_attempt() -> None:
+        if timezone.now() - received_at >= timedelta(hours=settings.SHOP_WEBHOOK_RETRY_HOURS):
+            logger.error(
+                "webhook delivery %s (event %s) failed %d times in %s hours: given up, "
+                "replay it from the admin once the cause is fixed",
+                delivery_id,
+                event.id,
+                attempt,
+                settings.SHOP_WEBHOOK_RETRY_HOURS,
+            )
+            return
+        from shop.payments.tasks import webhook_delivery_process_task
+
+        webhook_delivery_process_task.using(
+            run_after=timezone.now() + webhook_retry_delay(attempt)
+        ).enqueue(delivery_id=delivery_id, attempt=attempt + 1)
+
+    result = webhook_event_process(
+        event=event, delivery_id=delivery_id, on_failure=next_attempt, retried_by="the worker"
+    )
+    if result.kind == Kind.FAILED:
+        raise ProcessingFailed(f"delivery {delivery_id} (event {event.id}), attempt {attempt}")
+    return result
+
+
+def webhook_retry_delay(attempt: int) -> timedelta:
+    """The pause after the `attempt`th failure: doubling from the first, up to the longest."""
+    first = settings.SHOP_WEBHOOK_RETRY_FIRST_SECONDS
+    seconds = min(first * 2 ** min(attempt - 1, 30), settings.SHOP_WEBHOOK_RETRY_MAX_SECONDS)
+    return timedelta(seconds=seconds)
+
+
+def webhook_deliveries_resume() -> list[int]:
+    """Give a task again to every queued delivery, still within its retry period, that has none
+    waiting or running; their ids (SHOP_WEBHOOK_PROCESSING=worker; run by housekeeping).
+
+    A queued delivery always has one (written with it; each failed attempt writes the next in
+    the transaction that records the failure), unless a task row was lost: then this is what
+    keeps a paid order from never being applied.
+    """
+    if not processing_in_worker():
+        return []
+    from shop.payments.tasks import webhook_delivery_process_task
+
+    def live() -> set[Any]:
+        return {
+            kwargs.get("delivery_id") for kwargs in task_live_kwargs(webhook_delivery_process_task)
+        }
+
+    waiting = WebhookDelivery.objects.filter(
+        signature_valid=True,
+        kind__in=["", Kind.FAILED],
+        received_at__gte=timezone.now() - timedelta(hours=settings.SHOP_WEBHOOK_RETRY_HOURS),
+    )
+    seen = live()
+    resumed = []
+    for delivery_id in [pk for pk in waiting.values_list("pk", flat=True)[:1000] if pk not in seen]:
+        with transaction.atomic():
+            # Locked, then checked again: a task finishing now commits its delivery's outcome
+            # or its next attempt before this reads them; of two workers' housekeeping, one acts.
+            if (
+                not list(waiting.select_for_update().filter(pk=delivery_id).values_list("pk"))
+                or delivery_id in live()
+            ):
+                continue
+            webhook_delivery_process_task.enqueue(delivery_id=delivery_id)
+        resumed.append(delivery_id)
+        logger.warning("webhook delivery %s had no task waiting: given a new one", delivery_id)
+    return resumed
+
+
+def webhook_event_process(
+    *,
+    event: Event,
+    delivery_id: int | None = None,
+    on_failure: Callable[[], None] | None = None,
+    retried_by: str = "Stripe",
+) -> WebhookResult:
     """Apply one verified event exactly once, however many times and however concurrently it
-    arrives; record the outcome on the event (and on the delivery that brought it)."""
+    arrives; record the outcome on the event (and on the delivery that brought it).
+
+    On failure, `on_failure` runs in the transaction that records it.
+    """
     try:
         with transaction.atomic():
             record = _event_record_locked(event)
@@ -109,7 +248,7 @@ def webhook_event_process(*, event: Event, delivery_id: int | None = None) -> We
             _delivery_finish(delivery_id, result)
     except Exception as exc:
         # Everything the attempt wrote is rolled back; what failed is kept on the event for the
-        # operator, and the 500 makes Stripe deliver it again.
+        # operator, and it is tried again: by Stripe after the 500, or by the worker.
         logger.exception("webhook event %s (%s) failed", event.id, event.type)
         with transaction.atomic():
             record = _event_record_locked(event)
@@ -118,8 +257,10 @@ def webhook_event_process(*, event: Event, delivery_id: int | None = None) -> We
                 attempts=F("attempts") + 1,
                 error=f"{type(exc).__name__}: {exc}"[:2000],
             )
-            result = WebhookResult(Kind.FAILED, "processing failed; Stripe will retry")
+            result = WebhookResult(Kind.FAILED, f"processing failed; {retried_by} will retry")
             _delivery_finish(delivery_id, result)
+            if on_failure is not None:
+                on_failure()
     return result
 
 
@@ -246,6 +387,11 @@ def _delivery_values(
         "event_id": event.id if event else "",
         "event_type": event.type if event else "",
     }
+
+
+def _duplicate(delivery: DeliveryRow) -> WebhookResult:
+    """The outcome of a delivery settled as a duplicate when it was written."""
+    return WebhookResult(Kind(delivery.kind), delivery.outcome.removeprefix(_duplicate_prefix()))
 
 
 def _duplicate_prefix() -> str:

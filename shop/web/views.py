@@ -52,6 +52,8 @@ WEBHOOK_STATUS = {
     Kind.FLAGGED: 200,
     Kind.REFUSED: 400,
     Kind.FAILED: 500,
+    # Accepted: kept, and the worker applies it (SHOP_WEBHOOK_PROCESSING=worker).
+    Kind.QUEUED: 202,
 }
 NOTICES = {
     "cancelled": "Checkout cancelled. Nothing was charged; your cart is below.",

@@ -16,6 +16,7 @@ from shop.background.engine import tasks_recover_lost
 from shop.background.housekeeping import Job, housekeeping_run, housekeeping_start
 from shop.notifications.services import notifications_resume
 from shop.orders.tasks import payments_reconcile_schedule_ensure
+from shop.payments.webhooks import webhook_deliveries_resume
 from shop.refunds.services import refunds_resume
 
 
@@ -26,6 +27,7 @@ def recover_lost_tasks() -> list[str]:
 # Lost tasks first: a scheduled run whose worker died goes on rather than being replaced.
 HOUSEKEEPING: list[Job] = [
     recover_lost_tasks,
+    webhook_deliveries_resume,
     notifications_resume,
     refunds_resume,
     payments_reconcile_schedule_ensure,
@@ -39,8 +41,8 @@ def housekeeping() -> None:
 class Command(db_worker.Command):
     help = (
         "Run the shop's background tasks (django-tasks-db's worker) and its housekeeping: "
-        "tasks whose worker died are run again, queued emails and requested refunds without a "
-        "task get one, "
+        "tasks whose worker died are run again, queued webhook deliveries, queued emails and "
+        "requested refunds without a task get one, "
         "reconcile_payments keeps its schedule (SHOP_RECONCILE_EVERY_MINUTES)."
     )
 
