@@ -120,11 +120,15 @@ class Server:
 
 
 @contextmanager
-def gunicorn(env: Environment, *, workers: int) -> Iterator[Server]:
-    """The shop under gunicorn's sync workers, with the environment's settings and database."""
+def gunicorn(
+    env: Environment, *, workers: int, settings: dict[str, str] | None = None
+) -> Iterator[Server]:
+    """The shop under gunicorn's sync workers, with the environment's settings and database,
+    and `settings` on top (environment variables named as the settings they set)."""
     from bench.load import children
 
-    with app_servers(1, env.server_env, env.work, workers=workers, threads=1) as (url,):
+    server_env = {**env.server_env, **(settings or {})}
+    with app_servers(1, server_env, env.work, workers=workers, threads=1) as (url,):
         port = int(url.rsplit(":", 1)[1])
         for pid in children(os.getpid()):
             if f"127.0.0.1:{port}".encode() in Path(f"/proc/{pid}/cmdline").read_bytes():

@@ -19,9 +19,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from bench.env import environment
+from bench.env import Shop, environment
 from bench.load import cpu_seconds, postgres_pids
-from bench.scenarios import SCENARIOS
+from bench.scenarios import SCENARIOS, Scenario
 
 
 def main() -> int:
@@ -40,39 +40,48 @@ def main() -> int:
         parser.error(f"unknown scenario {', '.join(set(args.keys) - set(keys))}")
     chosen = [SCENARIOS[0], *(s for s in SCENARIOS if s.key in (args.keys or keys))]
     with environment(args.backend) as env:
+        from django.test import override_settings
+
         shop, floor = env.shop, 0.0
         for scenario in chosen:
-            for note in shop.prepare(scenario.data):
-                print(f"data {note}", file=sys.stderr)
-            wanted = args.warmup + args.requests
-            built = scenario.requests(shop, wanted if scenario.once else 1)
-            feed = iter(built) if scenario.once else itertools.cycle(built)
-            for request in itertools.islice(feed, args.warmup):
-                shop.expect(request, scenario.expected)
-            batch = list(itertools.islice(feed, args.requests))
-            database = postgres_pids()
-            profiler = cProfile.Profile() if args.profile else None
-            app, db = time.process_time(), cpu_seconds(database)
-            if profiler:
-                profiler.enable()
-            with _statements(args.sql, len(batch)):
-                for request in batch:
-                    shop.expect(request, scenario.expected)
-            if profiler:
-                profiler.disable()
-            app = (time.process_time() - app) * 1000 / len(batch)
-            db = (cpu_seconds(database) - db) * 1000 / len(batch)
-            if profiler:
-                stats = pstats.Stats(profiler).strip_dirs()
-                stats.sort_stats("tottime").print_stats(25)
-                stats.sort_stats("cumulative").print_stats(60)
-            floor = floor or app + db
-            print(
-                f"{scenario.key:24} {app + db:6.2f} ms CPU/req (app {app:.2f} + db {db:.2f})"
-                f"  x floor {floor / (app + db):.2f}",
-                flush=True,
-            )
+            with override_settings(**scenario.settings):
+                floor = _one(args, shop, scenario, floor)
     return 0
+
+
+def _one(args: argparse.Namespace, shop: Shop, scenario: Scenario, floor: float) -> float:
+    """Serve one scenario's requests and print its CPU per request; the floor's, if none yet."""
+    for note in shop.prepare(scenario.data):
+        print(f"data {note}", file=sys.stderr)
+    wanted = args.warmup + args.requests
+    built = scenario.requests(shop, wanted if scenario.once else 1)
+    feed = iter(built) if scenario.once else itertools.cycle(built)
+    for request in itertools.islice(feed, args.warmup):
+        shop.expect(request, scenario.expected)
+    batch = list(itertools.islice(feed, args.requests))
+    database = postgres_pids()
+    profiler = cProfile.Profile() if args.profile else None
+    app, db = time.process_time(), cpu_seconds(database)
+    if profiler:
+        profiler.enable()
+    with _statements(args.sql, len(batch)):
+        for request in batch:
+            shop.expect(request, scenario.expected)
+    if profiler:
+        profiler.disable()
+    app = (time.process_time() - app) * 1000 / len(batch)
+    db = (cpu_seconds(database) - db) * 1000 / len(batch)
+    if profiler:
+        stats = pstats.Stats(profiler).strip_dirs()
+        stats.sort_stats("tottime").print_stats(25)
+        stats.sort_stats("cumulative").print_stats(60)
+    floor = floor or app + db
+    print(
+        f"{scenario.key:24} {app + db:6.2f} ms CPU/req (app {app:.2f} + db {db:.2f})"
+        f"  x floor {floor / (app + db):.2f}",
+        flush=True,
+    )
+    return floor
 
 
 @contextmanager

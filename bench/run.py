@@ -15,6 +15,7 @@ import os
 import shutil
 import sys
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,14 +75,24 @@ def one_backend(backend: str, args: argparse.Namespace) -> report.Report:
     from bench.env import environment, gunicorn
 
     only = set(args.scenarios.split(",")) if args.scenarios else None
-    with environment(backend, pg_bin=args.pg_bin) as env:
-        with gunicorn(env, workers=WORKERS) as server:
-            bench = Bench(env, server, args)
-            try:
-                rows = [bench.measure(s) for s in SCENARIOS if s.floor or not only or s.key in only]
-            except Exception:
-                print(server.log.read_text(errors="replace")[-5000:], file=sys.stderr)
-                raise
+    with environment(backend, pg_bin=args.pg_bin) as env, gunicorn(env, workers=WORKERS) as main:
+        bench = Bench(env, main, args)
+        try:
+            rows = []
+            for scenario in SCENARIOS:
+                if scenario.floor or not only or scenario.key in only:
+                    # A scenario with settings of its own is served, and its floor too, by an
+                    # app server of its own (the floor's view does not read them).
+                    with ExitStack() as own:
+                        if scenario.settings:
+                            bench.server = own.enter_context(
+                                gunicorn(env, workers=WORKERS, settings=scenario.settings)
+                            )
+                        rows.append(bench.measure(scenario))
+                    bench.server = main
+        except Exception:
+            print(bench.server.log.read_text(errors="replace")[-5000:], file=sys.stderr)
+            raise
         with connection.cursor() as cursor:
             postgres = connection.vendor == "postgresql"
             cursor.execute("SHOW server_version" if postgres else "SELECT sqlite_version()")

@@ -3,6 +3,7 @@
 import re
 
 import pytest
+from django.db import connection
 from django.test import Client
 
 from shop.catalogue.models import Product
@@ -154,13 +155,15 @@ def test_webhook_queries_when_the_worker_applies_them(
     fake_stripe.complete(order.checkout_session_id)
     event = fake_stripe.session_event("checkout.session.completed", order.checkout_session_id)
 
-    # In one transaction (a savepoint pair here): the delivery, with "applied already?" asked in
-    # the same INSERT, and the task that will process it.
-    with django_assert_num_queries(4):
+    # The delivery, with "applied already?" asked in the same INSERT, and the task that will
+    # process it: one statement on PostgreSQL; two in a transaction (a savepoint pair here) on
+    # SQLite, which cannot INSERT in a WITH.
+    postgres = connection.vendor == "postgresql"
+    with django_assert_num_queries(1 if postgres else 4):
         assert post_event(client, fake_stripe, event).status_code == 202
     run_tasks()
-    # The duplicate of an applied event: the same INSERT, in its savepoint pair.
-    with django_assert_num_queries(3):
+    # The duplicate of an applied event: the same INSERT alone.
+    with django_assert_num_queries(1 if postgres else 3):
         assert post_event(client, fake_stripe, event).status_code == 200
 
 

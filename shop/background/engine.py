@@ -76,28 +76,40 @@ def tasks_enqueue_many(task: Task[Any, Any], calls: Sequence[dict[str, Any]]) ->
         for kwargs in calls:
             task.enqueue(**kwargs)
         return
-    backend.validate_task(task)
-    rows = [
-        DBTaskResult(
-            id=backend._get_id(),
-            args_kwargs=normalize_json({"args": [], "kwargs": kwargs}),
-            priority=task.priority,
-            task_path=task.module_path,
-            queue_name=task.queue_name,
-            run_after=task.run_after,
-            backend_name=backend.alias,
-        )
-        for kwargs in calls
-    ]
-    for row in rows:
-        # What save() would run first; bulk_create does not (the library fills in run_after).
-        pre_save.send(
-            sender=DBTaskResult,
-            instance=row,
-            raw=False,
-            using=router.db_for_write(DBTaskResult),
-            update_fields=None,
-        )
+    rows = [task_row(task, kwargs) for kwargs in calls]
     DBTaskResult.objects.bulk_create(rows)
     for row in rows:
-        task_enqueued.send(type(backend), task_result=row.task_result)
+        task_enqueued_send(task, row)
+
+
+def task_row(task: Task[Any, Any], kwargs: dict[str, Any]) -> DBTaskResult:
+    """The unsaved row the database backend's `enqueue` writes for one run of `task` (see
+    `tasks_enqueue_many`), for callers that write it in a statement of their own."""
+    backend = task.get_backend()
+    if not isinstance(backend, DatabaseBackend):
+        raise TypeError(f"{task.module_path} does not run on the database backend")
+    backend.validate_task(task)
+    row = DBTaskResult(
+        id=backend._get_id(),
+        args_kwargs=normalize_json({"args": [], "kwargs": kwargs}),
+        priority=task.priority,
+        task_path=task.module_path,
+        queue_name=task.queue_name,
+        run_after=task.run_after,
+        backend_name=backend.alias,
+    )
+    # What save() would run first; an INSERT of our own does not (the library fills in
+    # run_after).
+    pre_save.send(
+        sender=DBTaskResult,
+        instance=row,
+        raw=False,
+        using=router.db_for_write(DBTaskResult),
+        update_fields=None,
+    )
+    return row
+
+
+def task_enqueued_send(task: Task[Any, Any], row: DBTaskResult) -> None:
+    """What the backend's `enqueue` tells after writing a run (its log line, for one)."""
+    task_enqueued.send(type(task.get_backend()), task_result=row.task_result)

@@ -9,13 +9,15 @@ Values go through each model field's own preparation, so they are stored exactly
 ORM would store them.
 """
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models import Field, Model
 from django.utils import timezone
+from django_tasks_db.models import DBTaskResult
 
 from shop.payments.models import Payment, WebhookDelivery, WebhookEvent
 
@@ -64,7 +66,89 @@ def delivery_insert(
     statement: a repeated delivery costs one round trip, a new one no extra read."""
     params = _prepared(WebhookDelivery, DELIVERY_FIELDS, values)
     row = _one(DELIVERY_INSERT, [*params, duplicate_kind, event_id, duplicate_prefix, event_id])
-    return DeliveryRow(int(row[0]), row[1], row[2])
+    return DeliveryRow(*row)
+
+
+# PostgreSQL: the delivery and, unless it was settled as a duplicate, the task that processes it,
+# in one statement (a data-modifying WITH, which SQLite does not have); the task's arguments
+# get the delivery's new id in SQL.
+DELIVERY_INSERT_QUEUED = """
+WITH delivery AS ({delivery}),
+task AS (
+    INSERT INTO {task_table} ({task_columns})
+    SELECT {task_values} FROM delivery WHERE delivery.kind = ''
+)
+SELECT id, kind, outcome FROM delivery
+"""
+# SQLite: the task after the delivery, its id known.
+TASK_INSERT = "INSERT INTO {task_table} ({task_columns}) VALUES ({task_values})"
+
+
+def delivery_insert_queued(
+    *,
+    values: dict[str, Any],
+    event_id: str,
+    duplicate_kind: str,
+    duplicate_prefix: str,
+    task: DBTaskResult,
+) -> DeliveryRow:
+    """`delivery_insert`, and unless the delivery is settled as a duplicate, the `task` row that
+    processes it (its kwargs' delivery_id set to the delivery's id): together or not at all.
+
+    One statement on PostgreSQL, atomic by itself (no transaction's round trips around it); two
+    in a transaction on SQLite."""
+    params = _prepared(WebhookDelivery, DELIVERY_FIELDS, values)
+    params += [duplicate_kind, event_id, duplicate_prefix, event_id]
+    plan = _task_insert_plan(connection.vendor)
+    if plan.with_delivery:
+        row = DeliveryRow(*_one(plan.sql, params + _task_values(task, plan.fields)))
+        task.args_kwargs["kwargs"]["delivery_id"] = row.id
+        return row
+    with transaction.atomic():
+        row = DeliveryRow(*_one(DELIVERY_INSERT, params))
+        if not row.kind:
+            task.args_kwargs["kwargs"]["delivery_id"] = row.id
+            with connection.cursor() as cursor:
+                cursor.execute(plan.sql, _task_values(task, plan.fields))
+    return row
+
+
+@dataclass(frozen=True)
+class TaskInsertPlan:
+    sql: str
+    fields: list[Field]  # every column of the library's row, in the order of the SQL's values
+    with_delivery: bool  # the SQL writes the delivery too (and returns its row)
+
+
+@functools.cache
+def _task_insert_plan(vendor: str) -> TaskInsertPlan:
+    """The task's INSERT for this database, built once per process from the model's fields."""
+    fields = [f for f in DBTaskResult._meta.concrete_fields if isinstance(f, Field)]
+    table = connection.ops.quote_name(DBTaskResult._meta.db_table)
+    columns = ", ".join(connection.ops.quote_name(f.get_attname_column()[1] or "") for f in fields)
+    if vendor == "postgresql":
+        values = [
+            "jsonb_set(%s, '{kwargs,delivery_id}', to_jsonb(delivery.id))"
+            if field.name == "args_kwargs"
+            else "%s"
+            for field in fields
+        ]
+        sql = DELIVERY_INSERT_QUEUED.format(
+            delivery=DELIVERY_INSERT.strip(),
+            task_table=table,
+            task_columns=columns,
+            task_values=", ".join(values),
+        )
+        return TaskInsertPlan(sql, fields, with_delivery=True)
+    values_sql = ", ".join(["%s"] * len(fields))
+    sql = TASK_INSERT.format(task_table=table, task_columns=columns, task_values=values_sql)
+    return TaskInsertPlan(sql, fields, with_delivery=False)
+
+
+def _task_values(task: DBTaskResult, fields: list[Field]) -> list[Any]:
+    """Each column's value as the ORM's INSERT would send it (enqueued_at filled in now)."""
+    current = connections[DEFAULT_DB_ALIAS]
+    return [f.get_db_prep_save(f.pre_save(task, add=True), current) for f in fields]
 
 
 @dataclass(frozen=True)

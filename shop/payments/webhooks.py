@@ -25,13 +25,14 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from shop.background.engine import task_live_kwargs
+from shop.background.engine import task_enqueued_send, task_live_kwargs, task_row
 from shop.orders.services import order_apply_session
 from shop.payments.models import WebhookDelivery, WebhookEvent
 from shop.payments.statements import (
     DeliveryRow,
     EventRow,
     delivery_insert,
+    delivery_insert_queued,
     event_upsert_locked,
 )
 from shop.payments.stripe_gateway import verify_webhook
@@ -108,13 +109,17 @@ def _delivery_queue(
     always has its task, and a failed write is a 500 that Stripe retries."""
     from shop.payments.tasks import webhook_delivery_process_task
 
-    with transaction.atomic():
-        delivery = _delivery_create(
-            body=body, headers=headers, remote_addr=remote_addr, event=event
-        )
-        if delivery.kind:
-            return _duplicate(delivery)
-        webhook_delivery_process_task.enqueue(delivery_id=delivery.id)
+    task = task_row(webhook_delivery_process_task, {"delivery_id": None})
+    delivery = delivery_insert_queued(
+        values=_delivery_values(body=body, headers=headers, remote_addr=remote_addr, event=event),
+        event_id=event.id,
+        duplicate_kind=Kind.DUPLICATE.value,
+        duplicate_prefix=_duplicate_prefix(),
+        task=task,
+    )
+    if delivery.kind:
+        return _duplicate(delivery)
+    task_enqueued_send(webhook_delivery_process_task, task)
     return WebhookResult(Kind.QUEUED, f"{event.type} kept; the worker applies it")
 
 
