@@ -88,6 +88,9 @@ def one_backend(backend: str, args: argparse.Namespace) -> report.Report:
                             bench.server = own.enter_context(
                                 gunicorn(env, workers=WORKERS, settings=scenario.settings)
                             )
+                            # Warm, like the first server by the scenarios before: a cold one
+                            # would make a `once` scenario's calibration count too few requests.
+                            bench.wrk(bench.floor_file, args.warmup)
                         rows.append(bench.measure(scenario))
                     bench.server = main
         except Exception:
@@ -129,13 +132,16 @@ class Bench:
     def measure(self, scenario: Scenario) -> dict[str, Any]:
         """Load one scenario in rounds, each right after a short run of the floor, so both
         see the same machine: other processes on a shared box come and go."""
+        from django.test import override_settings
+
         args, shop = self.args, self.shop
         self.checks += shop.prepare(scenario.data)
         built = scenario.requests(shop, CALIBRATION_REQUESTS + 2 if scenario.once else 2)
         # SQL and Stripe calls in process, of the second of two requests (a first request may
         # set something up); those two are not sent again.
-        shop.call(built[0])
-        queries, stripe_calls, status = shop.count(built[1 % len(built)])
+        with override_settings(**scenario.settings):
+            shop.call(built[0])
+            queries, stripe_calls, status = shop.count(built[1 % len(built)])
         path = self.env.work / f"{scenario.key}.requests"
         if scenario.once:
             warm = self.wrk(load.write_requests(path, built[2:]), args.warmup, once=True)

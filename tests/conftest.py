@@ -76,8 +76,9 @@ def smtp(smtp_server: SMTPSink, settings: Any) -> SMTPSink:
     return smtp_server
 
 
-def run_tasks(worker_id: str = "test-worker") -> int:
-    """Run every task that is due with the real database worker, in this process; how many ran."""
+def run_tasks(worker_id: str = "test-worker", max_tasks: int | None = None) -> int:
+    """Run every task that is due (or the first `max_tasks`, in the worker's order) with the real
+    database worker, in this process; how many ran."""
     from unittest import mock
 
     from django_tasks_db.management.commands import db_worker
@@ -88,7 +89,7 @@ def run_tasks(worker_id: str = "test-worker") -> int:
         batch=True,
         backend_name="default",
         startup_delay=False,
-        max_tasks=None,
+        max_tasks=max_tasks,
         worker_id=worker_id,
         excluded_queue_names=[],
     )

@@ -9,9 +9,11 @@ from django.db import connections
 from django.test import Client
 
 from devtools.servers import app_servers
+from shop.notifications.models import Notification
 from shop.orders.models import Order, OrderStatus, OrderTransition
 from shop.payments.models import WebhookDelivery, WebhookEvent
 from tests.conftest import WEBHOOK_URL, buy, last_order
+from tests.workers import db_worker, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -167,6 +169,63 @@ def test_two_app_processes_receiving_duplicates_pay_once(order, fake_stripe, two
     assert OrderTransition.objects.filter(order=order, to_status="paid").count() == 1
     order.refresh_from_db()
     assert order.status == OrderStatus.PAID
+
+
+def test_queued_deliveries_raced_through_two_app_servers_and_two_workers_pay_once(
+    products, fake_stripe, tmp_path
+):
+    """SHOP_WEBHOOK_PROCESSING=worker end to end: two app servers take duplicates and rival
+    events of three payments at once; two real workers apply them side by side."""
+    env = {
+        "STRIPE_SECRET_KEY": fake_stripe.api_key,
+        "STRIPE_API_BASE": fake_stripe.url,
+        "STRIPE_WEBHOOK_SECRET": fake_stripe.webhook_secret,
+        "SHOP_WEBHOOK_PROCESSING": "worker",
+        "SHOP_RECONCILE_EVERY_MINUTES": "0",
+        "SHOP_OWNER_EMAIL": "owner@example.com",
+    }
+    orders = []
+    for _ in range(3):
+        buy(Client(), products, 1, 0, 1)
+        orders.append(last_order())
+        fake_stripe.complete(orders[-1].checkout_session_id)
+    bodies = []
+    for order in orders:
+        first, rival = (
+            json.dumps(fake_stripe.session_event("checkout.session.completed", sid)).encode()
+            for sid in [order.checkout_session_id] * 2
+        )
+        bodies += [first] * 4 + [rival] * 2  # one event four times, another one twice
+    connections.close_all()
+
+    with app_servers(2, env, tmp_path) as urls:
+
+        def deliver(i):
+            return requests.post(
+                urls[i % 2] + WEBHOOK_URL,
+                data=bodies[i],
+                timeout=30,
+                headers={
+                    "Content-Type": "application/json",
+                    "Stripe-Signature": fake_stripe.sign(bodies[i]),
+                },
+            ).status_code
+
+        statuses = in_threads(len(bodies), deliver)
+    assert statuses == [202] * len(bodies)  # kept and queued; nothing applied yet
+    assert not Order.objects.filter(status=OrderStatus.PAID).exists()
+
+    with db_worker("worker-a", env, tmp_path), db_worker("worker-b", env, tmp_path):
+        wait_until(lambda: not WebhookDelivery.objects.filter(kind="").exists(), timeout=120)
+
+    for order in orders:
+        order.refresh_from_db()
+        assert order.status == OrderStatus.PAID
+        assert OrderTransition.objects.filter(order=order, to_status="paid").count() == 1
+        assert Notification.objects.filter(order=order).count() == 2  # customer, owner: once
+    kinds = sorted(WebhookDelivery.objects.values_list("kind", flat=True))
+    assert kinds == sorted(["applied"] * 3 + ["no_change"] * 3 + ["duplicate"] * 12)
+    assert WebhookEvent.objects.filter(processed_at__isnull=False).count() == 6
 
 
 @pytest.mark.postgres_only

@@ -139,6 +139,22 @@ def test_a_failure_is_recorded_visibly_and_retried_by_the_worker(
     assert delivery.kind == "applied" and record.attempts == 2 and record.error == ""
 
 
+def test_a_payment_queued_behind_emails_is_applied_before_them(
+    client, products, fake_stripe, order
+):
+    post_event(client, fake_stripe, completed(fake_stripe, order))
+    run_tasks(max_tasks=1)  # paid: its two emails wait
+    buy(Client(), products, 0, 1, 0)
+    later = last_order()
+    fake_stripe.complete(later.checkout_session_id)
+    post_event(client, fake_stripe, completed(fake_stripe, later))
+
+    run_tasks(max_tasks=1)
+
+    assert status(later) == OrderStatus.PAID
+    assert Notification.objects.filter(order=order, status="queued").count() == 2
+
+
 def test_pauses_between_attempts_double_up_to_an_hour():
     pauses = [webhook_retry_delay(attempt).total_seconds() for attempt in range(1, 12)]
 
