@@ -146,7 +146,12 @@ class Bench:
         if scenario.once:
             warm = self.wrk(load.write_requests(path, built[2:]), args.warmup, once=True)
             spare = built[2 + warm.result.requests + args.connections :]
-            wanted = math.ceil(max(warm.result.rps, 50) * args.seconds * 1.3) + 100
+            rate = warm.result.rps
+            if warm.result.exhausted:
+                # The warm-up ran out before its time: its rate is the requests' count, not the
+                # server's; each connection's median turnaround tells the rate instead.
+                rate = max(rate, args.connections * 1000 / warm.result.percentile_ms(50))
+            wanted = math.ceil(max(rate, 50) * args.seconds * 1.3) + 100
             more = scenario.requests(shop, max(0, wanted - len(spare)))
             built += more
             load.write_requests(path, spare + more)
