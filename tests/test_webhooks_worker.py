@@ -253,3 +253,20 @@ def test_a_browser_client_with_no_worker_mode_still_gets_the_request_answer(prod
     assert post_event(client, fake_stripe, completed(fake_stripe, order)).status_code == 200
     assert status(order) == OrderStatus.PAID
     assert not processing_tasks().exists()
+
+
+def test_the_task_row_written_with_the_delivery_is_the_one_the_library_writes(
+    client, fake_stripe, order
+):
+    post_event(client, fake_stripe, completed(fake_stripe, order))
+    delivery = WebhookDelivery.objects.get()
+    ours = processing_tasks().get()
+    theirs = webhook_delivery_process_task.enqueue(delivery_id=delivery.pk)
+
+    fields = [f.attname for f in DBTaskResult._meta.concrete_fields]
+    library = DBTaskResult.objects.values(*fields).get(pk=theirs.id)
+    written = DBTaskResult.objects.values(*fields).get(pk=ours.pk)
+    for varying in ("id", "enqueued_at"):
+        del library[varying], written[varying]
+    assert written == library
+    assert abs(ours.enqueued_at - timezone.now()).total_seconds() < 60

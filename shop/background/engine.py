@@ -110,6 +110,13 @@ def task_row(task: Task[Any, Any], kwargs: dict[str, Any]) -> DBTaskResult:
     return row
 
 
+def task_new_id(task: Task[Any, Any]) -> Any:
+    """An id for a new run of `task`, made as the backend makes them."""
+    backend = task.get_backend()
+    assert isinstance(backend, DatabaseBackend)
+    return backend._get_id()
+
+
 def task_enqueued_send(task: Task[Any, Any], row: DBTaskResult) -> None:
     """What the backend's `enqueue` tells after writing a run (its log line, for one)."""
     task_enqueued.send(type(task.get_backend()), task_result=row.task_result)

@@ -9,7 +9,6 @@ Values go through each model field's own preparation, so they are stored exactly
 ORM would store them.
 """
 
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,8 +16,10 @@ from typing import Any
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models import Field, Model
 from django.utils import timezone
+from django_tasks.base import Task
 from django_tasks_db.models import DBTaskResult
 
+from shop.background.engine import task_new_id, task_row
 from shop.payments.models import Payment, WebhookDelivery, WebhookEvent
 
 
@@ -70,8 +71,7 @@ def delivery_insert(
 
 
 # PostgreSQL: the delivery and, unless it was settled as a duplicate, the task that processes it,
-# in one statement (a data-modifying WITH, which SQLite does not have); the task's arguments
-# get the delivery's new id in SQL.
+# in one statement (a data-modifying WITH, which SQLite does not have).
 DELIVERY_INSERT_QUEUED = """
 WITH delivery AS ({delivery}),
 task AS (
@@ -82,6 +82,11 @@ SELECT id, kind, outcome FROM delivery
 """
 # SQLite: the task after the delivery, its id known.
 TASK_INSERT = "INSERT INTO {task_table} ({task_columns}) VALUES ({task_values})"
+# The task's arguments get the delivery's id in SQL (a placeholder in the prepared row).
+DELIVERY_ID_INTO_KWARGS = {
+    "postgresql": "jsonb_set(%s, '{kwargs,delivery_id}', to_jsonb(delivery.id))",
+    "sqlite": "json_set(%s, '$.kwargs.delivery_id', %s)",
+}
 
 
 def delivery_insert_queued(
@@ -90,65 +95,91 @@ def delivery_insert_queued(
     event_id: str,
     duplicate_kind: str,
     duplicate_prefix: str,
-    task: DBTaskResult,
-) -> DeliveryRow:
-    """`delivery_insert`, and unless the delivery is settled as a duplicate, the `task` row that
-    processes it (its kwargs' delivery_id set to the delivery's id): together or not at all.
+    task: Task[Any, Any],
+) -> tuple[DeliveryRow, str]:
+    """`delivery_insert`, and unless the delivery is settled as a duplicate, a run of `task`
+    (database backend) with the keyword argument delivery_id, the delivery's id: together or not
+    at all. The delivery's row, and the run's id (unused for a duplicate).
 
     One statement on PostgreSQL, atomic by itself (no transaction's round trips around it); two
-    in a transaction on SQLite."""
+    in a transaction on SQLite.
+    """
     params = _prepared(WebhookDelivery, DELIVERY_FIELDS, values)
     params += [duplicate_kind, event_id, duplicate_prefix, event_id]
-    plan = _task_insert_plan(connection.vendor)
-    if plan.with_delivery:
-        row = DeliveryRow(*_one(plan.sql, params + _task_values(task, plan.fields)))
-        task.args_kwargs["kwargs"]["delivery_id"] = row.id
-        return row
+    plan = _task_insert_plan(connection.vendor, task)
+    task_id, task_params = plan.params(task)
+    if connection.vendor == "postgresql":
+        return DeliveryRow(*_one(plan.sql, params + task_params)), task_id
     with transaction.atomic():
         row = DeliveryRow(*_one(DELIVERY_INSERT, params))
         if not row.kind:
-            task.args_kwargs["kwargs"]["delivery_id"] = row.id
+            args_at = plan.args_kwargs_at
+            task_params[args_at : args_at + 1] = [task_params[args_at], row.id]
             with connection.cursor() as cursor:
-                cursor.execute(plan.sql, _task_values(task, plan.fields))
-    return row
+                cursor.execute(plan.sql, task_params)
+    return row, task_id
 
 
 @dataclass(frozen=True)
 class TaskInsertPlan:
+    """A task's INSERT, and its row's values as the ORM would send them; all but two are the
+    same for every run (made once per process by the library's own rules, `task_row`)."""
+
     sql: str
-    fields: list[Field]  # every column of the library's row, in the order of the SQL's values
-    with_delivery: bool  # the SQL writes the delivery too (and returns its row)
+    constant: tuple[Any, ...]
+    id_field: Field
+    id_at: int
+    enqueued_field: Field
+    enqueued_at: int
+    args_kwargs_at: int
+
+    def params(self, task: Task[Any, Any]) -> tuple[str, list[Any]]:
+        """A new run's id, and the values of its row."""
+        current = connections[DEFAULT_DB_ALIAS]
+        task_id = task_new_id(task)
+        values = list(self.constant)
+        values[self.id_at] = self.id_field.get_db_prep_save(task_id, current)
+        values[self.enqueued_at] = self.enqueued_field.get_db_prep_save(timezone.now(), current)
+        return str(task_id), values
 
 
-@functools.cache
-def _task_insert_plan(vendor: str) -> TaskInsertPlan:
-    """The task's INSERT for this database, built once per process from the model's fields."""
+_plans: dict[tuple[str, str], TaskInsertPlan] = {}
+
+
+def _task_insert_plan(vendor: str, task: Task[Any, Any]) -> TaskInsertPlan:
+    if (vendor, task.module_path) not in _plans:
+        _plans[vendor, task.module_path] = _task_insert_plan_made(vendor, task)
+    return _plans[vendor, task.module_path]
+
+
+def _task_insert_plan_made(vendor: str, task: Task[Any, Any]) -> TaskInsertPlan:
     fields = [f for f in DBTaskResult._meta.concrete_fields if isinstance(f, Field)]
+    names = [f.name for f in fields]
     table = connection.ops.quote_name(DBTaskResult._meta.db_table)
     columns = ", ".join(connection.ops.quote_name(f.get_attname_column()[1] or "") for f in fields)
+    row = task_row(task, {"delivery_id": 0})
+    constant = tuple(f.get_db_prep_save(f.pre_save(row, add=True), connection) for f in fields)
+    values = [DELIVERY_ID_INTO_KWARGS[vendor] if name == "args_kwargs" else "%s" for name in names]
     if vendor == "postgresql":
-        values = [
-            "jsonb_set(%s, '{kwargs,delivery_id}', to_jsonb(delivery.id))"
-            if field.name == "args_kwargs"
-            else "%s"
-            for field in fields
-        ]
         sql = DELIVERY_INSERT_QUEUED.format(
             delivery=DELIVERY_INSERT.strip(),
             task_table=table,
             task_columns=columns,
             task_values=", ".join(values),
         )
-        return TaskInsertPlan(sql, fields, with_delivery=True)
-    values_sql = ", ".join(["%s"] * len(fields))
-    sql = TASK_INSERT.format(task_table=table, task_columns=columns, task_values=values_sql)
-    return TaskInsertPlan(sql, fields, with_delivery=False)
-
-
-def _task_values(task: DBTaskResult, fields: list[Field]) -> list[Any]:
-    """Each column's value as the ORM's INSERT would send it (enqueued_at filled in now)."""
-    current = connections[DEFAULT_DB_ALIAS]
-    return [f.get_db_prep_save(f.pre_save(task, add=True), current) for f in fields]
+    else:
+        sql = TASK_INSERT.format(
+            task_table=table, task_columns=columns, task_values=", ".join(values)
+        )
+    return TaskInsertPlan(
+        sql,
+        constant,
+        fields[names.index("id")],
+        names.index("id"),
+        fields[names.index("enqueued_at")],
+        names.index("enqueued_at"),
+        names.index("args_kwargs"),
+    )
 
 
 @dataclass(frozen=True)
