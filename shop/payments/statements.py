@@ -9,6 +9,7 @@ Values go through each model field's own preparation, so they are stored exactly
 ORM would store them.
 """
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -251,7 +252,7 @@ def payment_upsert_locked(payment_intent_id: str) -> Payment:
 
 
 def _one(sql: str, params: list[Any]) -> tuple[Any, ...]:
-    with connection.cursor() as cursor:
+    with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
     assert row is not None  # an INSERT ... RETURNING that inserts or updates returns its row
@@ -260,9 +261,16 @@ def _one(sql: str, params: list[Any]) -> tuple[Any, ...]:
 
 def _prepared(model: type[Model], names: Sequence[str], values: dict[str, Any]) -> list[Any]:
     """The values of these fields as the ORM would send them (JSON adapted, times formatted)."""
-    prepared = []
-    for name in names:
-        field = model._meta.get_field(name)
-        assert isinstance(field, Field)  # a column of the model, not a relation's other side
-        prepared.append(field.get_db_prep_save(values[name], connection))
-    return prepared
+    # This thread's connection, looked up once: each use of the `connection` proxy looks it up.
+    current = connections[DEFAULT_DB_ALIAS]
+    return [
+        field.get_db_prep_save(values[field.name], current)
+        for field in _fields(model, tuple(names))
+    ]
+
+
+@functools.cache
+def _fields(model: type[Model], names: tuple[str, ...]) -> list[Field]:
+    fields = [model._meta.get_field(name) for name in names]
+    assert all(isinstance(f, Field) for f in fields)  # columns, not a relation's other side
+    return [field for field in fields if isinstance(field, Field)]

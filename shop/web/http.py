@@ -1,15 +1,16 @@
 """Small HTTP helpers shared by views and rate limits."""
 
 import codecs
+import functools
 import ipaddress
 from collections.abc import Callable
-from email.message import Message
 from functools import wraps
 from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseRedirectBase
+from django.utils.http import parse_header_parameters
 
 from shop.web.customer import customer_key_read
 
@@ -32,10 +33,16 @@ def is_text_charset(content_type: str) -> bool:
     base64): Django would fail with LookupError. Unknown names are fine, Django ignores them."""
     if "charset" not in content_type.lower():
         return True
-    message = Message()
-    message["Content-Type"] = content_type
-    charset = message.get_param("charset")
-    if not charset or not isinstance(charset, str):
+    return _is_text_charset(content_type)
+
+
+@functools.lru_cache(maxsize=64)
+def _is_text_charset(content_type: str) -> bool:
+    # Read as Django reads it (HttpRequest._set_content_type_params), once per distinct header:
+    # a webhook's "application/json; charset=utf-8" is the same on every delivery.
+    _, params = parse_header_parameters(content_type)
+    charset = params.get("charset")
+    if not charset:
         return True
     try:
         return codecs.lookup(charset)._is_text_encoding
