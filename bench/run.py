@@ -151,7 +151,7 @@ class Bench:
                 # The warm-up ran out before its time: its rate is the requests' count, not the
                 # server's; each connection's median turnaround tells the rate instead.
                 rate = max(rate, args.connections * 1000 / warm.result.percentile_ms(50))
-            wanted = math.ceil(max(rate, 50) * args.seconds * 1.3) + 100
+            wanted = math.ceil(max(rate, 50) * args.seconds * 1.6) + 100
             more = scenario.requests(shop, max(0, wanted - len(spare)))
             built += more
             load.write_requests(path, spare + more)

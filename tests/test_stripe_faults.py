@@ -162,3 +162,33 @@ def test_expiry_refused_because_the_customer_just_paid_keeps_the_payment(
 
     first.refresh_from_db()
     assert first.status == OrderStatus.PAID
+
+
+@pytest.fixture
+def fresh_stripe_clients(monkeypatch):
+    """The gateway's clients are made again (they read the environment's proxy when made)."""
+    import threading
+
+    from shop.payments import stripe_gateway
+
+    monkeypatch.setattr(stripe_gateway, "_local", threading.local())
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    return lambda: monkeypatch.setattr(stripe_gateway, "_local", threading.local())
+
+
+def test_stripe_calls_go_through_the_proxy_the_environment_names(
+    client, products, fake_stripe, monkeypatch, fresh_stripe_clients
+):
+    # A proxy that refuses every connection: a call through it fails; one exempted by
+    # NO_PROXY reaches Stripe.
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+
+    assert buy(client, products, 1, 0, 0).status_code == 503
+    assert creates(fake_stripe) == []
+
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    fresh_stripe_clients()
+    assert buy(client, products, 0, 1, 0).status_code == 303
+    assert len(creates(fake_stripe)) == 1

@@ -2,12 +2,14 @@
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any, cast
 from urllib.parse import quote
 
+import requests
 import stripe
 from django.conf import settings
 from stripe.params import DisputeListParams, RefundCreateParams, RefundListParams
@@ -229,22 +231,39 @@ class _Missing(Exception):
 
 
 def _client_for(api_key: str, api_base: str, timeout: float) -> stripe.StripeClient:
-    # One client per process: it keeps a connection pool to Stripe.
+    """This thread's client: it keeps a connection pool to Stripe across requests.
+
+    Its `requests` session does not read the environment on every call (`trust_env`: proxy
+    variables scanned and a .netrc looked for each time, about a tenth of a checkout's CPU).
+    The environment's proxy for Stripe's address is read once, here, as `requests` would
+    (NO_PROXY included); the SDK sets the CA bundle itself. A client and its session per
+    thread, as the SDK keeps its own sessions (threaded app servers share nothing).
+    """
+    clients: dict[tuple[str, str, float], stripe.StripeClient] = _local.__dict__.setdefault(
+        "clients", {}
+    )
     key = (api_key, api_base, timeout)
-    client = _clients.get(key)
+    client = clients.get(key)
     if client is None:
+        session = requests.Session()
+        session.trust_env = False
+        found = requests.utils.get_environ_proxies(api_base or STRIPE_API)
+        proxy = stripe.HTTPClient._Proxy(http=found.get("http"), https=found.get("https"))
         client = stripe.StripeClient(
             api_key,
             base_addresses={"api": api_base} if api_base else None,
             max_network_retries=2,
             # Bounded: 3 attempts x timeout plus backoff keeps a checkout well under 45 s.
-            http_client=stripe.RequestsClient(timeout=timeout),
+            http_client=stripe.RequestsClient(
+                timeout=timeout, session=session, proxy=proxy if any(proxy.values()) else None
+            ),
         )
-        _clients[key] = client
+        clients[key] = client
     return client
 
 
-_clients: dict[tuple[str, str, float], stripe.StripeClient] = {}
+STRIPE_API = "https://api.stripe.com"
+_local = threading.local()
 
 
 def verify_webhook(
