@@ -13,6 +13,7 @@ from shop.orders.models import Order, OrderLine, OrderTransition
 from shop.payments.models import WebhookDelivery, WebhookEvent
 from shop.payments.webhooks import webhook_event_replay
 from shop.refunds.admin import DisputeInline, RefundInline, refund_view
+from shop.results import Kind
 from shop.templatetags.money import cents
 
 
@@ -245,6 +246,27 @@ class WebhookEventAdmin(admin.ModelAdmin):
         return False
 
 
+class DeliveryStateFilter(admin.SimpleListFilter):
+    """The kinds a delivery can end with, and the one state it has no kind for: waiting (being
+    applied in its request, or queued for the worker)."""
+
+    title = "state"
+    parameter_name = "state"
+    WAITING = "waiting"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        # QUEUED is an answer to Stripe, never a stored state: a queued delivery is waiting.
+        return [(self.WAITING, "waiting")] + [
+            (kind.value, kind.value.replace("_", " ")) for kind in Kind if kind != Kind.QUEUED
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        if value == self.WAITING:
+            return queryset.filter(kind="", signature_valid=True)
+        return queryset.filter(kind=value) if value else queryset
+
+
 @admin.register(WebhookDelivery)
 class WebhookDeliveryAdmin(admin.ModelAdmin):
     list_display = [
@@ -252,10 +274,10 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
         "event_type",
         "event_id",
         "signature_valid",
-        "kind",
+        "state",
         "outcome",
     ]
-    list_filter = ["signature_valid", "kind", "event_type"]
+    list_filter = ["signature_valid", DeliveryStateFilter, "event_type"]
     search_fields = ["event_id"]
     readonly_fields = [
         "received_at",
@@ -270,6 +292,12 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
         "outcome",
         "error",
     ]
+
+    @admin.display(description="state", ordering="kind")
+    def state(self, obj: WebhookDelivery) -> str:
+        if obj.kind:
+            return Kind(obj.kind).value.replace("_", " ")
+        return "waiting" if obj.signature_valid else ""
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -270,3 +270,18 @@ def test_the_task_row_written_with_the_delivery_is_the_one_the_library_writes(
         del library[varying], written[varying]
     assert written == library
     assert abs(ours.enqueued_at - timezone.now()).total_seconds() < 60
+
+
+def test_the_admin_lists_deliveries_waiting_for_the_worker(
+    admin_client, client, fake_stripe, order
+):
+    event = completed(fake_stripe, order)
+    post_event(client, fake_stripe, event)
+
+    waiting = admin_client.get("/admin/shop/webhookdelivery/?state=waiting").content.decode()
+    run_tasks()
+    after = admin_client.get("/admin/shop/webhookdelivery/?state=waiting").content.decode()
+    applied = admin_client.get("/admin/shop/webhookdelivery/?state=applied").content.decode()
+
+    assert event["id"] in waiting and event["id"] not in after
+    assert event["id"] in applied
