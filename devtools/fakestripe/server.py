@@ -56,7 +56,10 @@ class Server(ThreadingHTTPServer):
 
 
 class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.0"  # one request per connection: nothing idles past stop()
+    # Connections kept alive, as Stripe's are: the SDK's pool reuses one across calls (a new
+    # connection per call would bill the shop a connect that real use does not pay). A handler
+    # thread idles on its connection until the client closes it; they are daemon threads.
+    protocol_version = "HTTP/1.1"
     server_version = "FakeStripe/1.0"
 
     def do_GET(self) -> None:
