@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import hmac
 import re
+import socket
 import sys
 import threading
 import traceback
@@ -60,6 +61,9 @@ class _Handler(BaseHTTPRequestHandler):
     # connection per call would bill the shop a connect that real use does not pay). A handler
     # thread idles on its connection until the client closes it; they are daemon threads.
     protocol_version = "HTTP/1.1"
+    # Headers and body buffered and sent together (handle_one_request flushes after each
+    # answer): one segment for a small answer, as a real server sends it.
+    wbufsize = 64 * 1024
     server_version = "FakeStripe/1.0"
 
     def do_GET(self) -> None:
@@ -90,6 +94,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         self._write(response)
+
+    def setup(self) -> None:
+        super().setup()
+        # An answer goes out at once (no Nagle wait for the client's delayed ACK on a
+        # kept-alive connection), as a real server's does.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _write(self, response: Response) -> None:
         self.send_response(response.status)
