@@ -285,3 +285,23 @@ def test_the_admin_lists_deliveries_waiting_for_the_worker(
 
     assert event["id"] in waiting and event["id"] not in after
     assert event["id"] in applied
+
+
+def test_a_second_run_of_a_delivery_s_task_leaves_its_outcome_as_it_was(client, fake_stripe, order):
+    """A task run twice (its worker thought lost, only slow) applies nothing more and does not
+    relabel the delivery that applied the event."""
+    from shop.payments.types import decode_event
+    from shop.payments.webhooks import webhook_delivery_process, webhook_event_process
+
+    event = completed(fake_stripe, order)
+    post_event(client, fake_stripe, event)
+    delivery = WebhookDelivery.objects.get()
+    run_tasks()
+
+    again = webhook_delivery_process(delivery_id=delivery.pk)
+    racing = webhook_event_process(event=decode_event(event), delivery_id=delivery.pk)
+
+    assert again.kind == "duplicate" and racing.kind == "duplicate"
+    delivery.refresh_from_db()
+    assert delivery.kind == "applied"
+    assert OrderTransition.objects.filter(order=order, to_status=OrderStatus.PAID).count() == 1

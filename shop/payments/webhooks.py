@@ -318,9 +318,12 @@ def _event_record_locked(event: Event) -> EventRow:
 
 
 def _delivery_finish(delivery_id: int | None, result: WebhookResult) -> None:
+    """Record the delivery's outcome, unless it has a final one: a second run of its task (a
+    worker thought lost that was only slow) finds the event applied, and must not relabel the
+    delivery that applied it a duplicate."""
     if delivery_id is None:
         return
-    WebhookDelivery.objects.filter(pk=delivery_id).update(
+    WebhookDelivery.objects.filter(pk=delivery_id, kind__in=["", Kind.FAILED]).update(
         kind=result.kind,
         outcome=str(result)[:200],
         error="" if result.kind.settled else result.message,
