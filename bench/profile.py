@@ -45,11 +45,11 @@ def main() -> int:
         shop, floor = env.shop, 0.0
         for scenario in chosen:
             with override_settings(**scenario.settings):
-                floor = _one(args, shop, scenario, floor)
+                floor = _serve(args, shop, scenario, floor)
     return 0
 
 
-def _one(args: argparse.Namespace, shop: Shop, scenario: Scenario, floor: float) -> float:
+def _serve(args: argparse.Namespace, shop: Shop, scenario: Scenario, floor: float) -> float:
     """Serve one scenario's requests and print its CPU per request; the floor's, if none yet."""
     for note in shop.prepare(scenario.data):
         print(f"data {note}", file=sys.stderr)
