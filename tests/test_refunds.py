@@ -53,6 +53,26 @@ def test_full_refund_from_the_command_is_made_at_stripe_by_the_worker(paid, fake
     assert paid.status == OrderStatus.REFUNDED and paid.amount_refunded == paid.amount_total
 
 
+def test_a_requested_refund_whose_task_vanished_is_made_once_after_housekeeping(paid, fake_stripe):
+    from django_tasks_db.models import DBTaskResult
+
+    from shop.refunds.services import refunds_resume
+    from shop.refunds.tasks import refund_submit_task
+
+    call_command("refund_order", paid.reference)
+    (refund,) = Refund.objects.all()
+    DBTaskResult.objects.filter(task_path=refund_submit_task.module_path).delete()  # lost
+
+    assert refunds_resume() == [refund.pk]
+    assert refunds_resume() == []  # it has one now: not given a second
+    run_tasks()
+
+    assert len(stripe_refunds(fake_stripe)) == 1
+    refund.refresh_from_db()
+    assert refund.status == RefundStatus.SUCCEEDED
+    assert refunds_resume() == []
+
+
 def test_partial_refund_from_the_admin_keeps_the_order_paid_and_shows_it(
     admin_client, client, paid, fake_stripe
 ):

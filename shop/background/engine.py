@@ -8,11 +8,12 @@ Every task of the shop is written to be safe to run twice.
 """
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
-from django.db import router
+from django.db import router, transaction
+from django.db.models import QuerySet
 from django.db.models.signals import pre_save
 from django.utils import timezone
 from django_tasks import TaskResultStatus
@@ -57,6 +58,38 @@ def task_live_kwargs(task: Task[Any, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def tasks_resume(
+    task: Task[Any, Any],
+    *,
+    key: str,
+    waiting: QuerySet[Any],
+    enqueue: Callable[[Any], object],
+    label: str,
+    limit: int = 100,
+) -> list[Any]:
+    """Give a run of `task` again to each row of `waiting` (the rows that should have one) whose
+    id no waiting or running run carries as its keyword `key`; their ids (housekeeping).
+
+    Each row is locked, then checked again, before `enqueue(id)` writes its run in the same
+    transaction: a run finishing now commits what it changed (or its own next run) before this
+    reads it, and of two workers' housekeeping only one gives the row a run.
+    """
+
+    def live() -> set[Any]:
+        return {kwargs.get(key) for kwargs in task_live_kwargs(task)}
+
+    seen = live()
+    resumed = []
+    for pk in [pk for pk in waiting.values_list("pk", flat=True) if pk not in seen][:limit]:
+        with transaction.atomic():
+            if not waiting.select_for_update().filter(pk=pk).exists() or pk in live():
+                continue
+            enqueue(pk)
+        resumed.append(pk)
+        logger.warning("%s %s had no task waiting: given a new one", label, pk)
+    return resumed
+
+
 def task_is_live(task_id: str) -> bool:
     """Whether the run `task_id` is waiting or running (not finished, not unknown)."""
     return bool(task_id) and DBTaskResult.objects.filter(pk=task_id, status__in=LIVE).exists()
@@ -79,7 +112,7 @@ def tasks_enqueue_many(task: Task[Any, Any], calls: Sequence[dict[str, Any]]) ->
     rows = [task_row(task, kwargs) for kwargs in calls]
     DBTaskResult.objects.bulk_create(rows)
     for row in rows:
-        task_enqueued_send(task, row)
+        task_enqueued.send(type(backend), task_result=row.task_result)
 
 
 def task_row(task: Task[Any, Any], kwargs: dict[str, Any]) -> DBTaskResult:
@@ -115,8 +148,3 @@ def task_new_id(task: Task[Any, Any]) -> Any:
     backend = task.get_backend()
     assert isinstance(backend, DatabaseBackend)
     return backend._get_id()
-
-
-def task_enqueued_send(task: Task[Any, Any], row: DBTaskResult) -> None:
-    """What the backend's `enqueue` tells after writing a run (its log line, for one)."""
-    task_enqueued.send(type(task.get_backend()), task_result=row.task_result)

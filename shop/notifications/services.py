@@ -17,7 +17,7 @@ from django.db import transaction
 from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
-from shop.background.engine import task_live_kwargs, tasks_enqueue_many
+from shop.background.engine import tasks_enqueue_many, tasks_resume
 from shop.notifications.emails import notification_message, orders_link_message
 from shop.notifications.models import Notification, NotificationKind, NotificationStatus
 from shop.orders.models import Order, OrderStatus
@@ -181,25 +181,13 @@ def notifications_resume() -> list[int]:
     """
     from shop.notifications.tasks import notification_send_task
 
-    live = {kwargs.get("notification_id") for kwargs in task_live_kwargs(notification_send_task)}
-    queued = Notification.objects.filter(status=NotificationStatus.QUEUED).values_list(
-        "pk", flat=True
+    return tasks_resume(
+        notification_send_task,
+        key="notification_id",
+        waiting=Notification.objects.filter(status=NotificationStatus.QUEUED),
+        enqueue=_enqueue_send,
+        label="email",
     )
-    resumed = []
-    for notification_id in [pk for pk in queued if pk not in live][:100]:
-        with transaction.atomic():
-            # Locked, then checked again: of two workers' housekeeping, one gives it a task.
-            still_queued = Notification.objects.select_for_update().filter(
-                pk=notification_id, status=NotificationStatus.QUEUED
-            )
-            if not list(still_queued.values_list("pk", flat=True)) or notification_id in {
-                kwargs.get("notification_id") for kwargs in task_live_kwargs(notification_send_task)
-            }:
-                continue
-            _enqueue_send(notification_id)
-        resumed.append(notification_id)
-        logger.warning("email %s had no task waiting: given a new one", notification_id)
-    return resumed
 
 
 def orders_link_send(*, email: str, attempt: int = 1) -> str:

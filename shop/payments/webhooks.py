@@ -25,7 +25,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from shop.background.engine import task_live_kwargs
+from shop.background.engine import tasks_resume
 from shop.orders.services import order_apply_session
 from shop.payments.models import WebhookDelivery, WebhookEvent
 from shop.payments.statements import (
@@ -196,31 +196,18 @@ def webhook_deliveries_resume() -> list[int]:
         return []
     from shop.payments.tasks import webhook_delivery_process_task
 
-    def live() -> set[Any]:
-        return {
-            kwargs.get("delivery_id") for kwargs in task_live_kwargs(webhook_delivery_process_task)
-        }
-
-    waiting = WebhookDelivery.objects.filter(
-        signature_valid=True,
-        kind__in=["", Kind.FAILED],
-        received_at__gte=timezone.now() - timedelta(hours=settings.SHOP_WEBHOOK_RETRY_HOURS),
+    return tasks_resume(
+        webhook_delivery_process_task,
+        key="delivery_id",
+        waiting=WebhookDelivery.objects.filter(
+            signature_valid=True,
+            kind__in=["", Kind.FAILED],
+            received_at__gte=timezone.now() - timedelta(hours=settings.SHOP_WEBHOOK_RETRY_HOURS),
+        ),
+        enqueue=lambda delivery_id: webhook_delivery_process_task.enqueue(delivery_id=delivery_id),
+        label="webhook delivery",
+        limit=1000,
     )
-    seen = live()
-    resumed = []
-    for delivery_id in [pk for pk in waiting.values_list("pk", flat=True)[:1000] if pk not in seen]:
-        with transaction.atomic():
-            # Locked, then checked again: a task finishing now commits its delivery's outcome
-            # or its next attempt before this reads them; of two workers' housekeeping, one acts.
-            if (
-                not list(waiting.select_for_update().filter(pk=delivery_id).values_list("pk"))
-                or delivery_id in live()
-            ):
-                continue
-            webhook_delivery_process_task.enqueue(delivery_id=delivery_id)
-        resumed.append(delivery_id)
-        logger.warning("webhook delivery %s had no task waiting: given a new one", delivery_id)
-    return resumed
 
 
 def webhook_event_process(

@@ -14,7 +14,7 @@ from django.db import transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
 
-from shop.background.engine import task_live_kwargs
+from shop.background.engine import tasks_resume
 from shop.notifications.services import notifications_queue_for_dispute
 from shop.orders.models import Order, OrderStatus
 from shop.orders.services import order_flag_for_review, order_refunds_apply
@@ -146,23 +146,15 @@ def refunds_resume() -> list[int]:
     running (its task was lost with a crash); their ids. Run by every worker's housekeeping."""
     from shop.refunds.tasks import refund_submit_task
 
-    live = {kwargs.get("refund_id") for kwargs in task_live_kwargs(refund_submit_task)}
-    waiting = Refund.objects.filter(
-        status=RefundStatus.PENDING, origin=RefundOrigin.SHOP, provider_refund_id__isnull=True
-    ).values_list("pk", flat=True)
-    resumed = []
-    for refund_id in [pk for pk in waiting if pk not in live][:100]:
-        with transaction.atomic():
-            still = Refund.objects.select_for_update().filter(
-                pk=refund_id, status=RefundStatus.PENDING, provider_refund_id__isnull=True
-            )
-            live_now = {kwargs.get("refund_id") for kwargs in task_live_kwargs(refund_submit_task)}
-            if not still.exists() or refund_id in live_now:
-                continue
-            refund_submit_later(still.get())
-        resumed.append(refund_id)
-        logger.warning("refund %s had no task waiting: given a new one", refund_id)
-    return resumed
+    return tasks_resume(
+        refund_submit_task,
+        key="refund_id",
+        waiting=Refund.objects.filter(
+            status=RefundStatus.PENDING, origin=RefundOrigin.SHOP, provider_refund_id__isnull=True
+        ),
+        enqueue=lambda refund_id: refund_submit_later(Refund.objects.get(pk=refund_id)),
+        label="refund",
+    )
 
 
 def refund_submit(*, refund_id: int) -> Outcome:
