@@ -10,7 +10,7 @@ from shop.catalogue.models import Product, StockMovement
 from shop.notifications.models import Notification
 from shop.notifications.services import notification_resend
 from shop.orders.models import Order, OrderLine, OrderTransition
-from shop.payments.models import WebhookDelivery, WebhookEvent
+from shop.payments.models import KIND_CHOICES, WebhookDelivery, WebhookEvent
 from shop.payments.webhooks import webhook_event_replay
 from shop.refunds.admin import DisputeInline, RefundInline, refund_view
 from shop.results import Kind
@@ -257,7 +257,7 @@ class DeliveryStateFilter(admin.SimpleListFilter):
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         # QUEUED is an answer to Stripe, never a stored state: a queued delivery is waiting.
         return [(self.WAITING, "waiting")] + [
-            (kind.value, kind.value.replace("_", " ")) for kind in Kind if kind != Kind.QUEUED
+            (value, label) for value, label in KIND_CHOICES if value != Kind.QUEUED
         ]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
@@ -296,7 +296,7 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
     @admin.display(description="state", ordering="kind")
     def state(self, obj: WebhookDelivery) -> str:
         if obj.kind:
-            return Kind(obj.kind).value.replace("_", " ")
+            return obj.get_kind_display()
         return "waiting" if obj.signature_valid else ""
 
     def has_add_permission(self, request: HttpRequest) -> bool:

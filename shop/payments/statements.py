@@ -67,9 +67,17 @@ def delivery_insert(
     """Keep a verified delivery; if its event was applied already, with the outcome of a
     duplicate (`duplicate_kind`, then `duplicate_prefix` and the event's outcome) in the same
     statement: a repeated delivery costs one round trip, a new one no extra read."""
+    params = _delivery_params(values, event_id, duplicate_kind, duplicate_prefix)
+    return DeliveryRow(*_one(DELIVERY_INSERT, params))
+
+
+def _delivery_params(
+    values: dict[str, Any], event_id: str, duplicate_kind: str, duplicate_prefix: str
+) -> list[Any]:
+    """DELIVERY_INSERT's parameters: the delivery's values, then the duplicate's kind and
+    outcome prefix, each after the event id."""
     params = _prepared(WebhookDelivery, DELIVERY_FIELDS, values)
-    row = _one(DELIVERY_INSERT, [*params, duplicate_kind, event_id, duplicate_prefix, event_id])
-    return DeliveryRow(*row)
+    return [*params, duplicate_kind, event_id, duplicate_prefix, event_id]
 
 
 # PostgreSQL: the delivery and, unless it was settled as a duplicate, the task that processes it,
@@ -106,8 +114,7 @@ def delivery_insert_queued(
     One statement on PostgreSQL, atomic by itself (no transaction's round trips around it); two
     in a transaction on SQLite.
     """
-    params = _prepared(WebhookDelivery, DELIVERY_FIELDS, values)
-    params += [duplicate_kind, event_id, duplicate_prefix, event_id]
+    params = _delivery_params(values, event_id, duplicate_kind, duplicate_prefix)
     plan = _task_insert_plan(connection.vendor, task)
     task_id, task_params = plan.params(task)
     if connection.vendor == "postgresql":
@@ -115,6 +122,7 @@ def delivery_insert_queued(
     with transaction.atomic():
         row = DeliveryRow(*_one(DELIVERY_INSERT, params))
         if not row.kind:
+            # json_set's two parameters: the prepared arguments, then the delivery's id.
             args_at = plan.args_kwargs_at
             task_params[args_at : args_at + 1] = [task_params[args_at], row.id]
             with connection.cursor() as cursor:
@@ -128,10 +136,9 @@ class TaskInsertPlan:
     same for every run (made once per process by the library's own rules, `task_row`)."""
 
     sql: str
-    constant: tuple[Any, ...]
-    id_field: Field
+    fields: tuple[Field, ...]  # every column of the library's row, in the SQL's order
+    constant: tuple[Any, ...]  # their values, as prepared for a row made once
     id_at: int
-    enqueued_field: Field
     enqueued_at: int
     args_kwargs_at: int
 
@@ -140,8 +147,8 @@ class TaskInsertPlan:
         current = connections[DEFAULT_DB_ALIAS]
         task_id = task_new_id(task)
         values = list(self.constant)
-        values[self.id_at] = self.id_field.get_db_prep_save(task_id, current)
-        values[self.enqueued_at] = self.enqueued_field.get_db_prep_save(timezone.now(), current)
+        for at, value in ((self.id_at, task_id), (self.enqueued_at, timezone.now())):
+            values[at] = self.fields[at].get_db_prep_save(value, current)
         return str(task_id), values
 
 
@@ -175,10 +182,9 @@ def _task_insert_plan_made(vendor: str, task: Task[Any, Any]) -> TaskInsertPlan:
         )
     return TaskInsertPlan(
         sql,
+        tuple(fields),
         constant,
-        fields[names.index("id")],
         names.index("id"),
-        fields[names.index("enqueued_at")],
         names.index("enqueued_at"),
         names.index("args_kwargs"),
     )
