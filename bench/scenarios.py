@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 
 from bench import data
 from bench.env import Request, Shop
+from bench.worker import worker_drains
 
 FLOOR = Request("GET", "/bench/floor")
 SWITCHING_BROWSERS = 64
@@ -113,14 +114,6 @@ def _orders_paid(shop: Shop, requests: Sequence[Request]) -> str:
     )
 
 
-def _worker_applies(shop: Shop, requests: Sequence[Request]) -> str:
-    """What one worker (`manage.py db_worker`, as `make run` starts it) does with the queued
-    deliveries: how fast it applies them, then the time from delivery to paid while it keeps up."""
-    from bench.worker import worker_drains
-
-    return worker_drains(shop, requests)
-
-
 # -- the table -----------------------------------------------------------------------------
 
 
@@ -163,7 +156,7 @@ WEBHOOK_QUEUED = Scenario(
     _completed,
     expected=202,
     once=True,
-    check=_worker_applies,
+    check=worker_drains,
     no_stripe=True,
     settings={"SHOP_WEBHOOK_PROCESSING": "worker"},
 )

@@ -3,24 +3,24 @@ applies queued deliveries, and how long a delivery waits to become a paid order.
 
 import json
 import os
-import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 from statistics import quantiles
 from typing import Any
 
-from bench.env import PROJECT, Request, Shop
+from bench.env import Request, Shop
 from bench.load import rss_mib
+from devtools.servers import db_worker, wait_until
 
 PACED = 50  # deliveries sent one by one once the backlog is gone
 PACE_SECONDS = 0.1
 
 
 def worker_drains(shop: Shop, requests: Sequence[Request]) -> str:
+    """What one worker (`manage.py db_worker`, as `make run` starts it) does with the queued
+    deliveries: how fast it applies them, then the time from delivery to paid once it idles."""
     from django.db import connections
     from django.test import override_settings
     from django_tasks_db.models import DBTaskResult
@@ -33,35 +33,29 @@ def worker_drains(shop: Shop, requests: Sequence[Request]) -> str:
 
     backlog = waiting()
     tasks = DBTaskResult.objects.filter(task_path=webhook_delivery_process_task.module_path)
+    # The bench's settings and database (in this process's environment), one worker as
+    # `make run` starts it (the library's default interval between looks: 1 s).
     env = {**os.environ, "SHOP_WEBHOOK_PROCESSING": "worker", "SHOP_RECONCILE_EVERY_MINUTES": "0"}
-    with open(Path(os.environ["BENCH_STATIC_ROOT"]).parent / "worker.log", "ab") as log:
-        # As `make run` starts it (the library's default interval between looks: 1 s).
-        worker = subprocess.Popen(
-            [sys.executable, "manage.py", "db_worker", "--no-reload", "--worker-id", "bench"],
-            cwd=PROJECT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            rate = _backlog_rate(waiting, tasks)
+    log_dir = Path(os.environ["BENCH_STATIC_ROOT"]).parent  # the environment's work folder
+    try:
+        with db_worker("bench", env, log_dir, interval=1, startup_delay=True) as worker:
+            wait_until(lambda: waiting() == 0, timeout=900)
+            rate = _backlog_rate(tasks)
             rss = rss_mib([worker.pid])
             # Then, once the emails too are sent and the worker idles, deliveries one at a
             # time, as a shop that keeps up sees them.
-            _wait(lambda: not DBTaskResult.objects.filter(status="READY").exists(), timeout=900)
+            wait_until(lambda: not DBTaskResult.objects.filter(status="READY").exists(), 900)
             sessions = [shop.start_checkout(shop.cart(1))[1] for _ in range(PACED)]
             paced = [shop.paid(session_id) for session_id in sessions]
             with override_settings(SHOP_WEBHOOK_PROCESSING="worker"):
                 for request in paced:
                     shop.expect(request, 202)
                     time.sleep(PACE_SECONDS)
-            _wait(lambda: waiting() == 0, timeout=120)
+            wait_until(lambda: waiting() == 0, timeout=120)
             waits = _delivery_to_paid(sessions)
             rss += rss_mib([worker.pid])
-        finally:
-            worker.send_signal(signal.SIGTERM)
-            worker.wait(timeout=60)
-            connections.close_all()
+    finally:
+        connections.close_all()
     cut = quantiles(waits, n=100)
     return (
         f"one worker applied the {backlog:,} queued deliveries at {rate:.0f} events/s (their "
@@ -73,9 +67,8 @@ def worker_drains(shop: Shop, requests: Sequence[Request]) -> str:
     )
 
 
-def _backlog_rate(waiting: Callable[[], int], tasks: Any) -> float:
+def _backlog_rate(tasks: Any) -> float:
     """Events applied per second, from the first task's start to the last one's end."""
-    _wait(lambda: waiting() == 0, timeout=900)
     done = tasks.filter(status="SUCCESSFUL", finished_at__isnull=False)
     first = min(done.values_list("started_at", flat=True))
     last = max(done.values_list("finished_at", flat=True))
@@ -102,11 +95,3 @@ def _delivery_to_paid(sessions: list[str]) -> list[float]:
 
 def _session_of(body: str) -> str:
     return str(json.loads(body)["data"]["object"]["id"])
-
-
-def _wait(condition: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError("the worker did not keep up in time")
-        time.sleep(0.1)

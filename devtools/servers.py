@@ -2,12 +2,13 @@
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -143,3 +144,44 @@ def redis_server() -> Iterator[str]:
         server.terminate()
         server.wait(timeout=10)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextmanager
+def db_worker(
+    worker_id: str,
+    env: dict[str, str],
+    log_dir: Path,
+    *,
+    interval: float = 0.1,
+    startup_delay: bool = False,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """One `manage.py db_worker` process with production settings plus `env`, its output in
+    `log_dir`/worker-<id>.log; stopped (gracefully, then killed) on leaving."""
+    command = [sys.executable, "manage.py", "db_worker", "--no-reload", "--interval", str(interval)]
+    command += ["--worker-id", worker_id] + ([] if startup_delay else ["--no-startup-delay"])
+    with open(log_dir / f"worker-{worker_id}.log", "ab") as log:
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=production_env({"PYTHONUNBUFFERED": "1", **env}),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            yield process
+        finally:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(timeout=10)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 60, step: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met in time")
+        time.sleep(step)

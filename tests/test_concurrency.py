@@ -8,12 +8,11 @@ import requests
 from django.db import connections
 from django.test import Client
 
-from devtools.servers import app_servers
+from devtools.servers import app_servers, db_worker, wait_until
 from shop.notifications.models import Notification
 from shop.orders.models import Order, OrderStatus, OrderTransition
 from shop.payments.models import WebhookDelivery, WebhookEvent
 from tests.conftest import WEBHOOK_URL, buy, last_order
-from tests.workers import db_worker, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

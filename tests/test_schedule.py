@@ -7,6 +7,7 @@ import pytest
 from django.test import Client
 from django_tasks_db.models import DBTaskResult
 
+from devtools.servers import db_worker, wait_until
 from shop.background.models import Schedule
 from shop.management.commands.db_worker import housekeeping
 from shop.orders.models import OrderStatus
@@ -16,7 +17,6 @@ from shop.orders.tasks import (
     payments_reconcile_scheduled,
 )
 from tests.conftest import buy, last_order, run_tasks
-from tests.workers import db_worker, wait_until
 
 pytestmark = pytest.mark.django_db
 TICK = payments_reconcile_scheduled.module_path

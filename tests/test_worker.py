@@ -10,11 +10,12 @@ from django.test import Client
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
+from devtools.servers import db_worker, wait_until
 from shop.background.engine import tasks_recover_lost
 from shop.management.commands.db_worker import housekeeping
 from shop.notifications.models import Notification, NotificationStatus
 from tests.conftest import buy, last_order, pay, run_tasks
-from tests.workers import db_worker, wait_until, worker_log
+from tests.workers import worker_log
 
 pytestmark = pytest.mark.django_db(transaction=True)
 CUSTOMER, OWNER = "customer@example.com", "owner@example.com"

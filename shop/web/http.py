@@ -1,10 +1,9 @@
 """Small HTTP helpers shared by views and rate limits."""
 
 import codecs
-import functools
 import ipaddress
 from collections.abc import Callable
-from functools import wraps
+from functools import lru_cache, wraps
 from typing import Any
 
 from django.conf import settings
@@ -36,7 +35,7 @@ def is_text_charset(content_type: str) -> bool:
     return _is_text_charset(content_type)
 
 
-@functools.lru_cache(maxsize=64)
+@lru_cache(maxsize=64)
 def _is_text_charset(content_type: str) -> bool:
     # Read as Django reads it (HttpRequest._set_content_type_params), once per distinct header:
     # a webhook's "application/json; charset=utf-8" is the same on every delivery.
