@@ -14,7 +14,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_ratelimit.decorators import ratelimit
 
-from shop.catalogue.selectors import catalogue_for_storefront, products_for_sale
+from shop.catalogue.selectors import catalogue_for_storefront, products_for_sale_list
 from shop.errors import ShopError
 from shop.notifications.services import orders_link_request
 from shop.orders.cart import cart_field_name, cart_parse, cart_price
@@ -84,7 +84,7 @@ def checkout(request: HttpRequest) -> HttpResponse:
     key = None
     response: HttpResponse
     try:
-        products = {p.pk: p for p in products_for_sale()}
+        products = {p.pk: p for p in products_for_sale_list()}
         quantities = cart_parse(request.POST, product_ids=set(products))
         cart = cart_price(quantities=quantities, products=products)
         # The browser gets its identity only once it has a valid cart: bad input stores nothing.
