@@ -282,6 +282,9 @@ TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["d
 SHOP_TASK_LOST_AFTER_SECONDS = float(os.environ.get("SHOP_TASK_LOST_AFTER_SECONDS", "300"))
 # How often each worker looks for lost tasks, queued emails without a task and the schedule.
 SHOP_WORKER_HOUSEKEEPING_SECONDS = float(os.environ.get("SHOP_WORKER_HOUSEKEEPING_SECONDS", "30"))
+# /healthz/worker answers 503 (and the owner's overview warns) when no worker's heartbeat, written
+# every housekeeping round, is this recent, or a due task has waited this long for a worker.
+SHOP_WORKER_ALERT_SECONDS = float(os.environ.get("SHOP_WORKER_ALERT_SECONDS", "300"))
 # Where a verified webhook's event is applied. "request": before the answer, so a 2xx means
 # applied and a failure is a 500 that Stripe retries. "worker": the delivery is kept and its
 # processing queued in one transaction and answered at once (202); the worker applies it and

@@ -121,3 +121,21 @@ def webhook_processing_check(**kwargs: Any) -> list[Error]:
             )
         ]
     return []
+
+
+@register()
+def worker_alert_check(**kwargs: Any) -> list[Warning]:
+    # A live worker writes its heartbeat once a housekeeping round (plus the round's own time):
+    # an alert window of two rounds or less would report it missing between two heartbeats.
+    if settings.SHOP_WORKER_ALERT_SECONDS <= 2 * settings.SHOP_WORKER_HOUSEKEEPING_SECONDS:
+        return [
+            Warning(
+                f"SHOP_WORKER_ALERT_SECONDS ({settings.SHOP_WORKER_ALERT_SECONDS:g}) is not more "
+                "than two housekeeping rounds (SHOP_WORKER_HOUSEKEEPING_SECONDS, "
+                f"{settings.SHOP_WORKER_HOUSEKEEPING_SECONDS:g}): /healthz/worker would report "
+                "running workers as missing between their heartbeats.",
+                hint="Raise SHOP_WORKER_ALERT_SECONDS (300 by default) or lower the other.",
+                id="shop.W006",
+            )
+        ]
+    return []

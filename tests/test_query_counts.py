@@ -206,6 +206,12 @@ def test_healthz_queries(client, db, django_assert_num_queries):
         assert client.get("/healthz").status_code == 200
 
 
+def test_healthz_worker_queries(client, db, django_assert_num_queries):
+    # The heartbeats, then the due tasks: each one aggregate.
+    with django_assert_num_queries(2):
+        assert client.get("/healthz/worker").status_code == 503  # no worker in this test
+
+
 def test_owner_overview_queries(admin_client, products, big_history, django_assert_num_queries):
     from tests.test_overview import OVERVIEW_URL
 
@@ -214,6 +220,7 @@ def test_owner_overview_queries(admin_client, products, big_history, django_asse
     )
     # The admin's session and user; then one statement per figure: sales per day, refunds per
     # day, orders by status, this month's refunds, this month's disputes, orders needing review
-    # (their total counted in the same statement), best sellers.
-    with django_assert_num_queries(9):
+    # (their total counted in the same statement), best sellers; and the worker's health
+    # (heartbeats, due tasks).
+    with django_assert_num_queries(11):
         assert admin_client.get(OVERVIEW_URL).status_code == 200

@@ -8,6 +8,8 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.views.decorators.http import require_safe
 
+from shop.background.health import worker_health
+from shop.payments.webhooks import processing_in_worker
 from shop.reports.selectors import overview
 from shop.web.chart import revenue_chart
 
@@ -33,5 +35,7 @@ def owner_overview(request: HttpRequest, *, site_context: dict[str, Any]) -> Tem
             "figures": figures,
             "chart": revenue_chart(figures.revenue),
             "placed_query": placed,
+            "worker": worker_health(),
+            "webhooks_in_worker": processing_in_worker(),
         },
     )

@@ -15,4 +15,5 @@ urlpatterns = [
     path("orders/<str:reference>/", views.order_page, name="order"),
     path("stripe/webhook/", views.stripe_webhook, name="stripe_webhook"),
     path("healthz", views.healthz, name="healthz"),
+    path("healthz/worker", views.healthz_worker, name="healthz_worker"),
 ]

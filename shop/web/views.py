@@ -4,7 +4,7 @@ import re
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
@@ -14,6 +14,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_ratelimit.decorators import ratelimit
 
+from shop.background.health import WorkerState, worker_health
 from shop.catalogue.selectors import catalogue_for_storefront, products_for_sale_list
 from shop.errors import ShopError
 from shop.notifications.services import orders_link_request
@@ -261,6 +262,19 @@ def healthz(request: HttpRequest) -> HttpResponse:
     except Exception:
         return HttpResponse("database unavailable\n", status=503, content_type="text/plain")
     return HttpResponse("ok\n", content_type="text/plain")
+
+
+@require_GET
+@never_cache
+def healthz_worker(request: HttpRequest) -> HttpResponse:
+    """For a monitor: 200 while workers run and take due tasks, 503 otherwise. Apart from
+    /healthz, so that a load balancer does not take app servers out for a worker's fault."""
+    try:
+        health = worker_health()
+    except DatabaseError:
+        return HttpResponse("database unavailable\n", status=503, content_type="text/plain")
+    status = 200 if health.state == WorkerState.OK else 503
+    return HttpResponse(f"{health.describe()}\n", status=status, content_type="text/plain")
 
 
 def _storefront(

@@ -5,8 +5,11 @@ axe violation and nothing the strict CSP blocks (the `page` fixture fails on any
 from datetime import UTC, datetime
 
 import pytest
+from django.utils import timezone
 from playwright.sync_api import Page, expect
 
+from shop.background.health import worker_heartbeat
+from shop.background.models import WorkerHeartbeat
 from shop.orders.models import OrderStatus
 from tests.browser.support import (
     DESKTOP,
@@ -96,6 +99,7 @@ def test_customer_pages_at_desktop_and_phone_width(page: Page, products, custome
 def test_owner_overview_under_the_strict_csp(page: Page, products, settings):
     settings.SHOP_TIME_ZONE = "America/New_York"
     month_of_sales(products)
+    worker_heartbeat(worker_id="worker-1", started_at=timezone.now())  # a running shop's worker
     admin_login(page)
     page.locator("#owner-overview-link").click()
     page.wait_for_url("**/admin/overview/")
@@ -104,6 +108,7 @@ def test_owner_overview_under_the_strict_csp(page: Page, products, settings):
     assert "style-src 'self'" in response.headers["content-security-policy"]
     expect(page.locator("svg.revenue-chart g.chart-day")).to_have_count(30)
     expect(page.locator("#revenue-table tbody tr")).to_have_count(30)
+    expect(page.locator("#worker-health")).to_have_attribute("data-state", "ok")
     # The stylesheet is ours and applied: the figures are laid out as a grid.
     assert page.locator(".overview-totals").evaluate("e => getComputedStyle(e).display") == "grid"
     sales = page.locator("svg.revenue-chart rect.chart-sales")
@@ -113,3 +118,10 @@ def test_owner_overview_under_the_strict_csp(page: Page, products, settings):
     assert_accessible(page)
     path = screenshot(page, "owner-overview", full_page=True)
     assert path.stat().st_size < 400_000
+
+    # Without a worker the owner is warned, as accessibly as the rest of the page.
+    WorkerHeartbeat.objects.all().delete()
+    page.reload()
+    expect(page.locator("#worker-health")).to_have_attribute("data-state", "no_worker")
+    expect(page.locator("#worker-health")).to_contain_text("Background work is not being done.")
+    assert_accessible(page)

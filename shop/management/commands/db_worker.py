@@ -4,15 +4,18 @@ Listed before django_tasks_db in INSTALLED_APPS, so `manage.py db_worker` is thi
 option is the library's (`--help`).
 """
 
+import functools
 import os
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.utils import timezone
 from django.utils.autoreload import DJANGO_AUTORELOAD_ENV
 from django_tasks_db.management.commands import db_worker
 
 from shop.background.engine import tasks_recover_lost
+from shop.background.health import worker_heartbeat
 from shop.background.housekeeping import Job, housekeeping_run, housekeeping_start
 from shop.notifications.services import notifications_resume
 from shop.orders.tasks import payments_reconcile_schedule_ensure
@@ -41,6 +44,7 @@ def housekeeping() -> None:
 class Command(db_worker.Command):
     help = (
         "Run the shop's background tasks (django-tasks-db's worker) and its housekeeping: "
+        "the worker's heartbeat (/healthz/worker), "
         "tasks whose worker died are run again, queued webhook deliveries, queued emails and "
         "requested refunds without a task get one, "
         "reconcile_payments keeps its schedule (SHOP_RECONCILE_EVERY_MINUTES)."
@@ -51,7 +55,10 @@ class Command(db_worker.Command):
             housekeeping()
         elif not options["reload"] or os.environ.get(DJANGO_AUTORELOAD_ENV) == "true":
             # Only in the process that runs tasks: with --reload, the parent only watches files.
+            heartbeat = functools.partial(
+                worker_heartbeat, worker_id=options["worker_id"], started_at=timezone.now()
+            )
             housekeeping_start(
-                HOUSEKEEPING, every_seconds=settings.SHOP_WORKER_HOUSEKEEPING_SECONDS
+                [heartbeat, *HOUSEKEEPING], every_seconds=settings.SHOP_WORKER_HOUSEKEEPING_SECONDS
             )
         super().handle(*args, **options)
