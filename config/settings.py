@@ -190,6 +190,9 @@ CACHES = {
 # --- Security -------------------------------------------------------------------------------
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = False if DEBUG else env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
+# Load balancers and monitors often check over plain HTTP from inside the network, and count a
+# redirect as a failure: the health checks answer there too (they show no customer's data).
+SECURE_REDIRECT_EXEMPT = [r"^healthz(/worker)?$"]
 # Secure cookies follow HTTPS: over plain-HTTP loopback they would never come back.
 SESSION_COOKIE_SECURE = SECURE_SSL_REDIRECT
 CSRF_COOKIE_SECURE = SECURE_SSL_REDIRECT

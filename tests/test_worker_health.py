@@ -156,3 +156,13 @@ def test_a_real_worker_is_seen_while_it_runs_and_missed_once_killed(client, sett
     settings.SHOP_WORKER_ALERT_SECONDS = 2
     wait_until(lambda: health(client)[0] == 503, timeout=30)
     assert health(client)[1].startswith("no worker running: last heartbeat ")
+
+
+def test_health_checks_answer_over_plain_http_where_pages_redirect_to_https(settings):
+    settings.SECURE_SSL_REDIRECT = True
+    plain = Client()  # its middleware is loaded with the setting above
+
+    assert plain.get("/").status_code == 301
+    assert plain.get("/healthz").status_code == 200
+    assert plain.get("/healthz/worker").status_code == 503  # answered: no worker in this test
+    assert plain.get("/healthz/other").status_code == 301
