@@ -6,6 +6,7 @@ from typing import Any
 from django.conf import settings
 from django.db import DatabaseError, connection
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http.request import HttpHeaders
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.cache import patch_cache_control
@@ -24,7 +25,7 @@ from shop.orders.links import orders_link_email
 from shop.orders.models import OrderStatus, email_normalized
 from shop.orders.selectors import order_for_browser_session, order_for_link, orders_for_customer
 from shop.payments import demo_mode
-from shop.payments.webhooks import webhook_receive
+from shop.payments.webhooks import KEPT_HEADERS, webhook_receive
 from shop.results import Kind
 from shop.web.customer import (
     customer_cookie_set,
@@ -245,7 +246,13 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
         return JsonResponse({"error": "expected application/json"}, status=415)
     result = webhook_receive(
         body=request.body,
-        headers=dict(request.headers),
+        # Only the headers a delivery keeps, read from META: building request.headers parses
+        # every header (10 µs, a few per cent of a repeated delivery).
+        headers={
+            name: request.META[key]
+            for name in KEPT_HEADERS
+            if (key := HttpHeaders.to_wsgi_name(name)) in request.META
+        },
         remote_addr=client_ip(request),
     )
     return JsonResponse(
