@@ -7,13 +7,18 @@ import signal
 from datetime import timedelta
 
 import pytest
+from django.core.cache import cache
 from django.core.checks import Warning
 from django.test import Client
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
 from devtools.servers import db_worker, wait_until
-from shop.background.health import worker_heartbeat
+from shop.background.health import (
+    PUBLIC_HEALTH_CACHE_KEY,
+    PUBLIC_HEALTH_SECONDS,
+    worker_heartbeat,
+)
 from shop.background.models import WorkerHeartbeat
 from shop.checks import worker_alert_check
 from shop.notifications.tasks import notification_send_task
@@ -113,6 +118,16 @@ def test_running_and_finished_tasks_are_not_waiting(client):
     DBTaskResult.objects.filter(pk=done.pk).update(status="SUCCESSFUL")
 
     assert health(client)[0] == 200
+
+
+def test_the_public_check_answers_from_a_few_seconds_old_reading(client):
+    assert health(client)[0] == 503
+    beat()
+    assert health(client)[0] == 503  # the reading of a moment ago, however often it is asked
+
+    cache.delete(PUBLIC_HEALTH_CACHE_KEY)  # as after PUBLIC_HEALTH_SECONDS
+    assert health(client)[0] == 200
+    assert PUBLIC_HEALTH_SECONDS <= 10  # a monitor polling every minute sees at most that late
 
 
 def test_an_old_heartbeat_is_deleted_by_the_next_one():

@@ -15,7 +15,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_ratelimit.decorators import ratelimit
 
-from shop.background.health import WorkerState, worker_health
+from shop.background.health import WorkerState, worker_health_public
 from shop.catalogue.selectors import catalogue_for_storefront, products_for_sale_list
 from shop.errors import ShopError
 from shop.notifications.services import orders_link_request
@@ -277,7 +277,7 @@ def healthz_worker(request: HttpRequest) -> HttpResponse:
     """For a monitor: 200 while workers run and take due tasks, 503 otherwise. Apart from
     /healthz, so that a load balancer does not take app servers out for a worker's fault."""
     try:
-        health = worker_health()
+        health = worker_health_public()
     except DatabaseError:
         return HttpResponse("database unavailable\n", status=503, content_type="text/plain")
     status = 200 if health.state == WorkerState.OK else 503
