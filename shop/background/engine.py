@@ -70,17 +70,20 @@ def tasks_resume(
     """Give a run of `task` again to each row of `waiting` (the rows that should have one) whose
     id no waiting or running run carries as its keyword `key`; their ids (housekeeping).
 
-    Each row is locked, then checked again, before `enqueue(id)` writes its run in the same
-    transaction: a run finishing now commits what it changed (or its own next run) before this
-    reads it, and of two workers' housekeeping only one gives the row a run.
+    The rows are read before the runs: a row and its run are committed together, so a row
+    written meanwhile is read with its run, not taken for one without. Each row is locked, then
+    checked again, before `enqueue(id)` writes its run in the same transaction: a run finishing
+    now commits what it changed (or its own next run) before this reads it, and of two workers'
+    housekeeping only one gives the row a run.
     """
 
     def live() -> set[Any]:
         return {kwargs.get(key) for kwargs in task_live_kwargs(task)}
 
+    rows = list(waiting.values_list("pk", flat=True))
     seen = live()
     resumed = []
-    for pk in [pk for pk in waiting.values_list("pk", flat=True) if pk not in seen][:limit]:
+    for pk in [pk for pk in rows if pk not in seen][:limit]:
         with transaction.atomic():
             if not waiting.select_for_update().filter(pk=pk).exists() or pk in live():
                 continue
@@ -123,7 +126,7 @@ def task_row(task: Task[Any, Any], kwargs: dict[str, Any]) -> DBTaskResult:
         raise TypeError(f"{task.module_path} does not run on the database backend")
     backend.validate_task(task)
     row = DBTaskResult(
-        id=backend._get_id(),
+        id=task_new_id(task),
         args_kwargs=normalize_json({"args": [], "kwargs": kwargs}),
         priority=task.priority,
         task_path=task.module_path,
