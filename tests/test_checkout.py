@@ -4,6 +4,7 @@ from datetime import timedelta
 
 import pytest
 
+from shop.catalogue.models import Product
 from shop.orders.models import Order, OrderLine, OrderStatus
 from tests.conftest import buy, cart_form, last_order
 
@@ -63,6 +64,22 @@ def test_server_prices_the_cart_ignoring_prices_sent_by_the_browser(client, prod
     client.post("/checkout/", form)
 
     assert last_order().amount_total == products[0].unit_amount
+
+
+def test_checkout_charges_the_price_in_the_database_not_the_storefront_cache(
+    client, products, fake_stripe
+):
+    assert "$12.50" in client.get("/").content.decode()  # the product list is now cached
+    # A price change that reaches no cache (another app server's edit, a bulk update).
+    Product.objects.filter(pk=products[0].pk).update(unit_amount=1300)
+
+    buy(client, products, 2, 0, 0)
+
+    order = last_order()
+    assert order.amount_total == 2600
+    assert order.lines.get().unit_amount == 1300
+    (created,) = fake_stripe.requests_to("POST", "/v1/checkout/sessions")
+    assert created.params["line_items"][0]["price_data"]["unit_amount"] == "1300"
 
 
 def test_same_cart_again_reuses_the_open_session(client, products, fake_stripe):
